@@ -1,0 +1,3 @@
+from hades.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""The ``hades`` command. Commands are thin: they parse options, call the library, print.
+
+One error handler turns every :class:`hades.errors.HadesError` into one line on stderr and exit
+code 1; ``HADES_DEBUG=1`` shows the traceback instead. Command modules import jax lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from hades.errors import HadesError
+
+app = typer.Typer(
+    name="hades",
+    help="Behaviour distillation: distil, share and train from tiny synthetic datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Registration order is the order of `hades --help`.
+from hades.cli import train as _train  # noqa: E402,F401
+
+for _optional in ("registry", "distill", "convert"):
+    try:
+        __import__(f"hades.cli.{_optional}")
+    except ModuleNotFoundError as _exc:  # a command module not present in this build
+        if _exc.name != f"hades.cli.{_optional}":
+            raise
+
+
+def _fail(message: str, code: int = 1) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    debug = os.environ.get("HADES_DEBUG", "") not in ("", "0")
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="hades", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted")
+    except click.ClickException as exc:
+        if debug:
+            raise
+        exc.show()
+        sys.exit(1)
+    except HadesError as exc:
+        if debug:
+            raise
+        _fail(_escape(str(exc)))
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _fail("interrupted", 130)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text.splitlines()[0] if text else "failed")

@@ -1,0 +1,56 @@
+"""Every error hades raises on purpose.
+
+Each class also inherits the builtin a caller would naturally catch (``ValueError`` for bad
+content, ``FileNotFoundError`` for missing things, ...), so library users are not forced to
+import ours. The CLI turns any :class:`HadesError` into one line and exit code 1.
+"""
+
+from __future__ import annotations
+
+
+class HadesError(Exception):
+    """Base class: a problem the user can fix, with a message saying how."""
+
+
+class FormatError(HadesError, ValueError):
+    """A dataset or policy file is corrupt, truncated or does not match the format."""
+
+
+class VersionError(FormatError):
+    """The file was written by a format version this release cannot read."""
+
+
+class ShapeError(FormatError):
+    """Arrays do not have the shapes the environment requires."""
+
+
+class ChecksumError(FormatError):
+    """File bytes do not match the sha256 recorded for them."""
+
+
+class CardError(FormatError):
+    """The metadata card (README.md) is missing or malformed."""
+
+
+class UnknownEnvError(HadesError, LookupError):
+    """An environment name that the catalogue does not know."""
+
+
+class SpecError(HadesError, ValueError):
+    """A malformed architecture, identifier or other user-written specification."""
+
+
+class NotFoundError(HadesError, FileNotFoundError):
+    """A dataset, policy, file or Hub repository that is not there."""
+
+
+class HubError(HadesError, ConnectionError):
+    """The Hub could not be reached or refused the request."""
+
+
+class AuthError(HubError, PermissionError):
+    """The Hub refused the credentials (or their absence)."""
+
+
+class CheckpointError(HadesError, RuntimeError):
+    """A checkpoint that cannot be resumed (missing, corrupt, or from another config)."""
