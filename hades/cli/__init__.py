@@ -23,6 +23,12 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+@app.callback()
+def _root() -> None:
+    """Keeps `hades COMMAND` a group even while only one command is registered."""
+
+
 # Registration order is the order of `hades --help`.
 from hades.cli import train as _train  # noqa: E402,F401
 
