@@ -30,7 +30,7 @@ import numpy as np
 
 from hades.dataset import DATA_FILE, Dataset
 from hades.envs import EnvSpec, get_env_spec
-from hades.errors import FormatError, HadesError, NotFoundError, SpecError
+from hades.errors import FormatError, HadesError, NotFoundError, SpecError, UnknownEnvError
 from hades.formats import CARD_FILE, sha256_bytes
 from hades.learn import Recipe
 from hades.policy import PolicySpec
@@ -47,7 +47,33 @@ _STRATEGY_NAMES = {"open_es": "OpenES", "snes": "SNES", "xnes": "xNES", "sep_cma
 
 
 # -- stand-ins for the globals a result pickle may name -----------------------------------------------
-class PickledRecord:
+class _Sealed(type):
+    """Metaclass of the stand-in classes: the BUILD opcode can ``setattr`` on whatever the pickle names,
+    so the classes it gets must refuse to be modified."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        raise FormatError(f"the pickle tries to set {name!r} on {cls.__name__}; refusing it")
+
+    def __delattr__(cls, name: str) -> None:
+        raise FormatError(f"the pickle tries to delete {name!r} from {cls.__name__}; refusing it")
+
+
+class _StandIn:
+    """A stand-in function, sealed like the classes (a plain function's attributes could be rebound)."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function: Any) -> None:
+        object.__setattr__(self, "_function", function)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._function(*args)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FormatError(f"the pickle tries to set {name!r} on a stand-in function; refusing it")
+
+
+class PickledRecord(metaclass=_Sealed):
     """An instance of a class from the original code (an evosax state, a flax container), kept as data.
 
     Building one runs nothing: it only remembers the constructor arguments and the state the
@@ -81,7 +107,7 @@ class PickledRecord:
         return f"<{self.source_class} record: {', '.join(map(str, self.fields)) or 'no fields'}>"
 
 
-class _DtypeStub:
+class _DtypeStub(metaclass=_Sealed):
     """``numpy.dtype(...)`` as named in a pickle: numeric type codes only, byte order from its state."""
 
     def __init__(self, spec: Any, align: Any = False, copy: Any = False) -> None:
@@ -104,7 +130,7 @@ class _DtypeStub:
             raise FormatError(f"an array dtype in the pickle has byte order {state[1]!r}")
 
 
-class _ArrayStub:
+class _ArrayStub(metaclass=_Sealed):
     """``numpy.ndarray`` as rebuilt by a pickle: filled from raw bytes once its state arrives."""
 
     def __init__(self, *args: Any) -> None:
@@ -153,24 +179,25 @@ def _numpy_scalar(dtype: Any, raw: Any = b"") -> Any:
 
 def _reconstruct_jax_array(fun: Any, args: Any, arr_state: Any, aval_state: Any) -> np.ndarray:
     """``jax._src.array._reconstruct_array``: the numpy value of a pickled ``jax.Array``."""
-    if fun is not _reconstruct_ndarray or not isinstance(args, tuple):
+    if fun is not _RECONSTRUCT_NDARRAY or not isinstance(args, tuple):
         raise FormatError("a jax array in the pickle is not rebuilt from a plain numpy array")
     stub = fun(*args)
     stub.__setstate__(arr_state)
     return stub.array
 
 
+_RECONSTRUCT_NDARRAY = _StandIn(_reconstruct_ndarray)
+_NUMPY_SCALAR = _StandIn(_numpy_scalar)
 _FIXED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): _ArrayStub,
     ("numpy", "dtype"): _DtypeStub,
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct_ndarray,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct_ndarray,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("jax._src.array", "_reconstruct_array"): _reconstruct_jax_array,
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT_NDARRAY,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT_NDARRAY,
+    ("numpy.core.multiarray", "scalar"): _NUMPY_SCALAR,
+    ("numpy._core.multiarray", "scalar"): _NUMPY_SCALAR,
+    ("jax._src.array", "_reconstruct_array"): _StandIn(_reconstruct_jax_array),
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
     ("collections", "OrderedDict"): collections.OrderedDict,
 }
 
@@ -196,7 +223,7 @@ class ResultUnpickler(pickle.Unpickler):
         if module.split(".")[0] in _RECORD_MODULES and _CLASS_NAME.match(name):
             qualified = f"{module}.{name}"
             if qualified not in self._records:
-                self._records[qualified] = type(name, (PickledRecord,), {"source_class": qualified})
+                self._records[qualified] = _Sealed(name, (PickledRecord,), {"source_class": qualified})
             return self._records[qualified]
         raise FormatError(
             f"{self.source} references {module}.{name}, which hades refuses to load: a result pickle may "
@@ -252,15 +279,20 @@ def load_result_pickle(path: str | Path) -> tuple[Any, str]:
         raise NotFoundError(f"{path} does not exist")
     if path.is_dir():
         raise FormatError(f"{path} is a folder; give the data_final.pkl file of a run")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"{path} cannot be read ({exc.strerror or exc})") from None
     source = path.name
     if len(data) < 2 or data[0] != pickle.PROTO[0]:
         raise FormatError(f"{source} is not a pickle file (no pickle protocol header); give the data_final.pkl of a run")
     try:
         content = ResultUnpickler(io.BytesIO(data), source).load()
         content = _finish(content, {})
-    except HadesError:
-        raise
+    except HadesError as exc:
+        if str(exc).startswith(source):
+            raise
+        raise type(exc)(f"{source}: {exc}") from None
     except (EOFError, pickle.UnpicklingError) as exc:
         if isinstance(exc, EOFError) or "truncated" in str(exc):
             raise FormatError(f"{source} is truncated ({len(data)} bytes); download the file again") from None
@@ -287,7 +319,7 @@ class Conversion:
     def fitness_csv(self) -> str:
         lines = ["generation,mean_fitness,max_fitness"]
         for generation, (mean, best) in enumerate(self.fitness_curve if self.fitness_curve is not None else []):
-            lines.append(f"{generation},{mean:.6g},{best:.6g}")
+            lines.append(f"{generation},{mean:.9g},{best:.9g}")
         return "\n".join(lines) + "\n"
 
 
@@ -301,8 +333,8 @@ def convert_pickle(path: str | Path) -> Conversion:
     if not isinstance(content, dict) or "state" not in content or "config" not in content:
         found = ", ".join(map(str, content)) if isinstance(content, dict) else type(content).__name__
         raise FormatError(f"{source} is not a HaDES result pickle: expected a dict with 'state' and 'config', found {found}")
-    config = content["config"]
-    es_config = content.get("es_config") or {}
+    config, es_config = (value.fields if isinstance(value, PickledRecord) else value
+                         for value in (content["config"], content.get("es_config") or {}))
     state = content["state"]
     if not isinstance(config, dict) or not isinstance(es_config, dict):
         raise FormatError(f"{source}: 'config' and 'es_config' must be dicts")
@@ -310,7 +342,10 @@ def convert_pickle(path: str | Path) -> Conversion:
         raise FormatError(f"{source}: 'state' is not an evosax strategy state with a 'mean' array")
     if not isinstance(config.get("ENV_NAME"), str):
         raise FormatError(f"{source}: its config names no environment (ENV_NAME)")
-    spec = get_env_spec(config["ENV_NAME"])
+    try:
+        spec = get_env_spec(config["ENV_NAME"])
+    except UnknownEnvError as exc:
+        raise UnknownEnvError(f"{source}: {exc}") from None
     mean = state.fields["mean"]
     if mean.dtype.kind != "f" or mean.ndim != 1:
         raise FormatError(f"{source}: the ES mean is {mean.dtype} of shape {list(mean.shape)}, expected a flat float vector")
@@ -318,11 +353,12 @@ def convert_pickle(path: str | Path) -> Conversion:
     if spec.discrete:
         states, actions = _minatar_pairs(source, spec, mean, pairs, es_config)
     else:
-        states, actions = _brax_pairs(source, spec, mean, pairs)
+        states, actions = _brax_pairs(spec, mean, pairs)
     normalization, obs_mean, obs_var = _normalization(source, config)
     method = _method(content, config, es_config, state)
     seed = _int_or_none(config.get("SEED"))
-    run_name = f"{spec.name}-D{pairs}{'-hades-f' if method['name'] == 'hades-f' else ''}-seed{seed if seed is not None else 0}"
+    run_name = f"{spec.name}-D{pairs}" + ("-hades-f" if method["name"] == "hades-f" else "") + (
+        f"-seed{seed}" if seed is not None else "")
     info = {
         "backend": spec.default_backend,
         "name": f"{spec.name} {pairs} pairs ({method['name']}, ICLR 2024 result, seed {seed})",
@@ -358,7 +394,7 @@ def _dataset_size(source: str, spec: EnvSpec, size: int, es_config: dict) -> int
     return pairs
 
 
-def _brax_pairs(source: str, spec: EnvSpec, mean: np.ndarray, pairs: int) -> tuple[np.ndarray, np.ndarray]:
+def _brax_pairs(spec: EnvSpec, mean: np.ndarray, pairs: int) -> tuple[np.ndarray, np.ndarray]:
     split = pairs * spec.action_dim
     actions = mean[:split].reshape(pairs, spec.action_dim)
     states = mean[split:].reshape(pairs, spec.obs_dim)

@@ -254,3 +254,17 @@ def test_refuses_to_replace_a_folder_that_is_not_a_dataset(reference_dir, tmp_pa
     with pytest.raises(SpecError, match="not a hades dataset folder"):
         convert(_pickle_path(reference_dir, HOPPER_D4), tmp_path)
     assert keep.read_text() == "mine"
+
+
+@pytest.mark.parametrize("target", [b"numpy.core.multiarray\n_reconstruct\n", b"numpy\nndarray\n", b"evosax.x\nEvoState\n"],
+                         ids=["function", "array-class", "record-class"])
+def test_pickle_cannot_modify_the_stand_ins(tmp_path, target):
+    # BUILD with a slot state does setattr(stand_in, "__call__", ...) on whatever the global resolved to
+    opcodes = b"\x80\x04c" + target + b"N}\x8c\x08__call__)s\x86b."
+    path = tmp_path / "tamper.pkl"
+    path.write_bytes(opcodes)
+    with pytest.raises(FormatError):
+        load_result_pickle(path)
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"a": np.ones(3, np.float32)}, protocol=4))
+    assert np.array_equal(load_result_pickle(plain)[0]["a"], np.ones(3))
