@@ -1,0 +1,215 @@
+"""`hades list`, `show`, `pull`, `push` and `verify`: the catalogue, the store and the hubs.
+
+These commands start fast: everything beyond typer is imported inside the command that needs it,
+and nothing here imports jax or brax.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from hades.cli import app
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _fmt_return(evaluation) -> str:
+    return "-" if evaluation is None else f"{evaluation.mean:.1f} ± {evaluation.std:.1f}"
+
+
+@app.command("list")
+def list_command(
+    hub: Optional[str] = typer.Option(None, "--hub", metavar="ORG|file:///PATH",
+                                      help="List a Hub author's hades datasets (or a directory hub) instead of the catalogue."),
+    env: Optional[str] = typer.Option(None, "--env", help="Only datasets for this environment."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the bundled datasets (name, env, pairs, return, license)."""
+    env_name = None
+    if env is not None:
+        from hades.envs import get_env_spec
+
+        env_name = get_env_spec(env).name
+    if hub is not None:
+        from hades.hub import list_remote
+
+        rows = [entry.to_dict() for entry in list_remote(hub)]
+        title = f"hades datasets on {hub}"
+    else:
+        from hades.registry import load_catalogue
+
+        rows = [dict(entry.to_dict(), id=entry.id) for entry in load_catalogue()]
+        title = "bundled catalogue"
+    if env_name is not None:
+        rows = [row for row in rows if (row.get("env") or "").lower() == env_name.lower()]
+    if as_json:
+        _print_json(rows)
+        return
+    console = _console()
+    if not rows:
+        where = f" for {env_name}" if env_name else ""
+        hint = "" if hub else " (use `hades list --hub ORG` for a Hub author's datasets)"
+        console.print(f"no datasets in the {title}{where}{hint}")
+        return
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in ("name" if hub is None else "id", "env", "pairs", "return", "protocol", "license"):
+        table.add_column(column, justify="right" if column == "pairs" else "left")
+    for row in rows:
+        ret = row.get("return")
+        shown = "-" if not ret else f"{ret['mean']:.1f} ± {ret['std']:.1f}"
+        table.add_row(row.get("id") if hub else row["id"], row.get("env") or "-",
+                      str(row["pairs"]) if row.get("pairs") is not None else "-", shown,
+                      (ret or {}).get("protocol") or "-", row.get("license") or "-")
+    console.print(table)
+
+
+@app.command("show")
+def show_command(
+    name: str = typer.Argument(..., metavar="NAME", help="Catalogue name, hf://ORG/NAME[@REV], file:///PATH/ORG/NAME or a path."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (card summary and all pairs)."),
+    limit: int = typer.Option(32, "--limit", min=1, help="Show at most this many pairs in the table."),
+) -> None:
+    """Show a dataset's card summary and its state-action pairs."""
+    from hades.registry import resolve
+    from hades.store import verify_path
+
+    path = resolve(name, progress=sys.stderr.isatty())
+    verified = verify_path(path)
+    summary = _summary(path)
+    if verified.kind != "dataset":
+        info = {"id": name, "path": str(path), "kind": verified.kind, "env": verified.env, "sha256": verified.sha256,
+                **{key: summary.get(key) for key in ("license", "name")}}
+        if as_json:
+            _print_json(info)
+        else:
+            _print_fields(info)
+        return
+    from hades.dataset import Dataset
+
+    dataset = Dataset.load(path)
+    evaluation = summary.get("evaluation")
+    info = {
+        "id": name, "path": str(path), "kind": "dataset", "name": summary.get("name"), "env": dataset.env,
+        "pairs": dataset.pairs, "obs_dim": dataset.env_spec.obs_dim, "action_dim": dataset.env_spec.action_dim,
+        "action_type": dataset.env_spec.action_type, "normalization": dataset.normalization,
+        "return": None if evaluation is None else {"mean": evaluation.mean, "std": evaluation.std, "protocol": evaluation.protocol},
+        "method": (dataset.info.get("method") or {}).get("name") if isinstance(dataset.info.get("method"), dict) else dataset.info.get("method"),
+        "license": summary.get("license"), "sha256": verified.sha256,
+    }
+    if as_json:
+        _print_json(dict(info, states=dataset.states.tolist(), actions=dataset.actions.tolist()))
+        return
+    shown = dict(info)
+    shown["return"] = "-" if evaluation is None else f"{_fmt_return(evaluation)} ({evaluation.protocol or 'protocol not stated'})"
+    _print_fields(shown)
+    _print_pairs(dataset, limit)
+
+
+def _summary(path) -> dict:
+    from pathlib import Path
+
+    from hades.registry import card_summary
+
+    if not Path(path).is_dir():
+        return {}
+    from hades.formats import read_card
+
+    _, card = read_card(Path(path))
+    return card_summary(card)
+
+
+def _print_fields(info: dict) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in info.items():
+        if value is not None:
+            table.add_row(key, str(value))
+    _console().print(table)
+
+
+def _print_pairs(dataset, limit: int) -> None:
+    import numpy as np
+    from rich.table import Table
+
+    max_dims = 8
+    obs_dim = dataset.states.shape[1]
+    table = Table(title=f"pairs ({min(limit, dataset.pairs)} of {dataset.pairs})", title_justify="left")
+    table.add_column("#", justify="right")
+    for index in range(min(obs_dim, max_dims)):
+        table.add_column(f"s{index}", justify="right")
+    if obs_dim > max_dims:
+        table.add_column(f"… ({obs_dim - max_dims} more)")
+    if dataset.actions.ndim == 1:
+        table.add_column("label", justify="right", style="bold")
+    else:
+        for index in range(dataset.actions.shape[1]):
+            table.add_column(f"a{index}", justify="right", style="bold")
+    for row in range(min(limit, dataset.pairs)):
+        cells = [str(row)] + [f"{x:.3f}" for x in dataset.states[row][:max_dims]]
+        if obs_dim > max_dims:
+            cells.append("…")
+        action = dataset.actions[row]
+        cells += [str(int(action))] if np.ndim(action) == 0 else [f"{x:.3f}" for x in action]
+        table.add_row(*cells)
+    _console().print(table)
+
+
+@app.command("pull")
+def pull_command(
+    name: str = typer.Argument(..., metavar="NAME", help="Catalogue name, hf://ORG/NAME[@REV] or file:///PATH/ORG/NAME[@REV]."),
+    force: bool = typer.Option(False, "--force", help="Download again even if the store holds this revision."),
+) -> None:
+    """Fetch a dataset (or policy) into the local store, verify it, and print its local path."""
+    from hades.registry import resolve
+
+    path = resolve(name, force=force, progress=sys.stderr.isatty())
+    sys.stdout.write(f"{path}\n")
+
+
+@app.command("push")
+def push_command(
+    folder: str = typer.Argument(..., metavar="DIR", help="A dataset or policy folder (tensor file + README.md card)."),
+    to: str = typer.Option(..., "--to", metavar="hf://ORG/NAME", help="Where to push: hf://ORG/NAME or file:///PATH/ORG/NAME."),
+    private: bool = typer.Option(False, "--private", help="Create the Hub repository as private."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Tag the new revision."),
+    message: Optional[str] = typer.Option(None, "--message", "-m", help="Commit message."),
+) -> None:
+    """Push a verified folder to a hub as one commit; prints the id pinned to the new revision."""
+    from hades.hub import push
+
+    result = push(folder, to, private=private, tag=tag, message=message)
+    sys.stdout.write(f"{result.id}\n")
+    if result.tag_id:
+        sys.stdout.write(f"{result.tag_id}\n")
+
+
+@app.command("verify")
+def verify_command(
+    name: str = typer.Argument(..., metavar="NAME|PATH", help="A catalogue name, hub id or local path."),
+) -> None:
+    """Re-check sha256, format, shapes and finite values; prints OK or exits 1."""
+    from hades.ids import parse_id
+    from hades.registry import resolve_id
+    from hades.store import verify_path
+
+    did = parse_id(name)
+    path = resolve_id(did, progress=sys.stderr.isatty())
+    verified = verify_path(path)
+    sys.stdout.write(f"OK {path} ({verified.summary()})\n")

@@ -1,0 +1,503 @@
+"""Pushing to and pulling from hubs: the Hugging Face Hub (``hf://``) and directory hubs (``file://``).
+
+Datasets live in dataset repositories, trained policies in model repositories. A push is one
+commit holding the tensor file, the card and (for datasets) the parquet mirror, so no reader sees
+half a dataset. A pull resolves the revision to a commit first, downloads that exact commit into a
+temporary folder, verifies it against its card and renames it into the store.
+
+``HF_ENDPOINT``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` are read when a function runs, not when this
+module is imported. The token is handed to ``huggingface_hub`` and never written anywhere.
+
+A directory hub is a folder laid out like a Hub::
+
+    ROOT/ORG/NAME/revisions/COMMIT/...   the files of one pushed revision
+    ROOT/ORG/NAME/refs/main              the commit of the latest push (also one file per tag)
+
+A folder ``ROOT/ORG/NAME`` that holds a dataset or policy directly also works, as its only revision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import quote, unquote
+
+from hades import store
+from hades.errors import AuthError, FormatError, HadesError, HubError, NotFoundError, SpecError
+from hades.ids import DatasetId, check_part, check_revision, format_id, is_commit, parse_hub_root, parse_id
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+PARQUET_FILE = "data/train.parquet"
+_TRUE = ("1", "true", "yes", "on")
+
+
+def endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT", "").strip() or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def _token() -> str | None:
+    return os.environ.get("HF_TOKEN", "").strip() or None
+
+
+def _api():
+    from huggingface_hub import HfApi
+
+    from hades import __version__
+
+    return HfApi(endpoint=endpoint(), token=_token(), library_name="hades-zoo", library_version=__version__)
+
+
+def _first_line(text: str) -> str:
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+@contextmanager
+def hub_errors(target: str, revision: str | None = None, action: str = "reach") -> Iterator[None]:
+    """Turn what ``huggingface_hub`` and its HTTP client raise into our errors, one line each."""
+    import httpx2
+    from huggingface_hub import errors as hf_errors
+
+    where = endpoint()
+    try:
+        yield
+    except HadesError:
+        raise
+    except hf_errors.OfflineModeIsEnabled:
+        raise HubError(f"cannot {action} {target}: HF_HUB_OFFLINE is set; unset it to use the Hub") from None
+    except hf_errors.HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (401, 403):
+            raise AuthError(
+                f"the Hub at {where} refused access to {target} (HTTP {status}): the repository is private, "
+                "does not exist, or your token lacks permission; set HF_TOKEN to a token that can "
+                f"{'write' if action == 'push to' else 'read'} it"
+            ) from None
+        if isinstance(exc, hf_errors.RevisionNotFoundError):
+            raise NotFoundError(f"{target} has no revision {revision or 'main'!r}; check the branch, tag or commit") from None
+        if isinstance(exc, hf_errors.RemoteEntryNotFoundError):
+            raise NotFoundError(f"{target}: a file listed by the Hub at {where} is missing there; push the folder again") from None
+        if isinstance(exc, hf_errors.RepositoryNotFoundError) or status == 404:
+            raise NotFoundError(
+                f"{target} was not found on {where}; check the name (`hades list --hub ORG` lists an author's datasets)"
+            ) from None
+        detail = _first_line(getattr(exc, "server_message", "") or "") or _first_line(str(exc))
+        raise HubError(f"the Hub at {where} failed to {action} {target} (HTTP {status}: {detail}); try again later") from None
+    except hf_errors.LocalEntryNotFoundError as exc:
+        raise HubError(f"cannot download {target} from {where}: {_first_line(str(exc))}") from None
+    except (httpx2.TransportError, ConnectionError, TimeoutError) as exc:
+        raise HubError(
+            f"cannot {action} {target}: the Hub at {where} is unreachable ({type(exc).__name__}); check your network "
+            "and HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only local and bundled datasets"
+        ) from None
+    except ValueError as exc:
+        raise HubError(f"the Hub at {where} sent an unexpected answer for {target}: {_first_line(str(exc))}") from None
+
+
+# -- pull -----------------------------------------------------------------------------------------
+
+def pull(did: DatasetId | str, *, force: bool = False, progress: bool = False) -> Path:
+    """Bring one hub revision into the store (unless there already) and return its verified folder."""
+    did = parse_id(did) if isinstance(did, str) else did
+    if did.kind == "hf":
+        return _pull_hf(did, force, progress)
+    if did.kind == "dir":
+        return _pull_dir(did, force)
+    raise SpecError(f"{format_id(did)} is not a hub id; pull takes hf://ORG/NAME or file:///PATH/ORG/NAME")
+
+
+def _hf_keys(did: DatasetId) -> list[store.StoreKey]:
+    source = store.source_for_endpoint(endpoint())
+    repo_types = (did.repo_type,) if did.repo_type else ("dataset", "model")
+    return [store.StoreKey(source, repo_type, did.name) for repo_type in repo_types]
+
+
+def _from_store(did: DatasetId, keys: list[store.StoreKey]) -> Path | None:
+    revision = did.revision or "main"
+    for key in keys:
+        commit = revision if is_commit(revision) else store.read_ref(key, revision)
+        if commit and store.cached(key, commit):
+            return store.check_entry(key.snapshot(commit))
+    return None
+
+
+def _pull_hf(did: DatasetId, force: bool, progress: bool) -> Path:
+    keys = _hf_keys(did)
+    revision = did.revision or "main"
+    if not force and (did.pinned or offline()):
+        found = _from_store(did, keys)
+        if found is not None:
+            return found
+    if offline():
+        raise NotFoundError(
+            f"{format_id(did)} is not in the local store and HF_HUB_OFFLINE is set; pull it once with network "
+            "access (unset HF_HUB_OFFLINE), or use a bundled name or a local path"
+        )
+    api = _api()
+    try:
+        repo_type, commit = _resolve_commit(api, did, [key.repo_type for key in keys], revision)
+    except HubError as exc:
+        found = None if (force or type(exc) is not HubError) else _from_store(did, keys)
+        if found is None:
+            raise
+        print(f"warning: {exc}; using the copy of {format_id(did)} pulled earlier", file=sys.stderr)
+        return found
+    key = next(key for key in keys if key.repo_type == repo_type)
+
+    def fill(tmp: Path) -> None:
+        from huggingface_hub import snapshot_download
+
+        with hub_errors(format_id(did), revision, "download"):
+            snapshot_download(
+                did.name, repo_type=repo_type, revision=commit, local_dir=str(tmp),
+                cache_dir=str(tmp / ".cache" / "hf"), endpoint=endpoint(), token=_token(),
+                tqdm_class=_progress_class(progress, format_id(did)), max_workers=4,
+            )
+
+    folder = store.install(key, commit, fill, force=force)
+    store.write_ref(key, revision, commit)
+    return folder
+
+
+def _resolve_commit(api, did: DatasetId, repo_types: list[str], revision: str) -> tuple[str, str]:
+    """(repo type, commit) of a revision; without an explicit type, datasets first, then models."""
+    from huggingface_hub import errors as hf_errors
+
+    target = format_id(did)
+    for position, repo_type in enumerate(repo_types):
+        try:
+            with hub_errors(target, revision):
+                try:
+                    info = api.repo_info(did.name, repo_type=repo_type, revision=revision)
+                except hf_errors.RepositoryNotFoundError as exc:
+                    status = exc.response.status_code if exc.response is not None else None
+                    if position + 1 < len(repo_types) and status not in (401, 403):
+                        continue
+                    raise
+        except NotFoundError:
+            if len(repo_types) > 1 and position + 1 == len(repo_types):
+                raise NotFoundError(
+                    f"{target}: no dataset or model repository {did.name} on {endpoint()}; check the name "
+                    "(`hades list --hub ORG` lists an author's datasets)"
+                ) from None
+            raise
+        if not info.sha or not is_commit(info.sha):
+            raise HubError(f"the Hub at {endpoint()} gave no commit for {target}@{revision}; try again later")
+        return repo_type, info.sha
+    raise NotFoundError(f"{target} was not found on {endpoint()}")
+
+
+def _progress_class(enabled: bool, label: str):
+    """A tqdm class for ``snapshot_download``: silent, or drawing one rich bar of bytes."""
+    from tqdm.auto import tqdm as base
+
+    if not enabled:
+        class Silent(base):
+            def __init__(self, *args, **kwargs):
+                kwargs.pop("name", None)
+                kwargs["disable"] = True
+                super().__init__(*args, **kwargs)
+
+        return Silent
+
+    from rich.progress import (
+        BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+    )
+
+    class RichBytes(base):
+        """Mirrors tqdm's byte counters into a rich progress bar; other bars stay hidden."""
+
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)
+            kwargs["gui"] = True  # tqdm draws nothing itself
+            kwargs["disable"] = False
+            super().__init__(*args, **kwargs)
+            self._rich = None
+            if self.unit == "B" and not str(self.desc).startswith("Reconstruct"):
+                self._rich = Progress(
+                    TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
+                )
+                self._rich.start()
+                self._task = self._rich.add_task(f"pulling {label}", total=self.total or None)
+
+        def display(self, *args, **kwargs):
+            if self._rich is not None:
+                self._rich.update(self._task, completed=self.n, total=self.total or None)
+
+        def clear(self, *args, **kwargs):
+            pass
+
+        def close(self):
+            if getattr(self, "_rich", None) is not None:
+                self.display()
+                self._rich.stop()
+                self._rich = None
+            super().close()
+
+    return RichBytes
+
+
+# -- directory hubs -------------------------------------------------------------------------------
+
+def _dir_repo(did: DatasetId) -> Path:
+    return Path(did.path) / did.org / did.repo_name
+
+
+def _content_id(files: dict[str, Path]) -> str:
+    """A commit id for a directory hub revision: a hash of the file names and their contents."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + store.file_sha256(files[name]).encode() + b"\n")
+    return digest.hexdigest()[:40]
+
+
+def _dir_refs(repo: Path) -> dict[str, str]:
+    refs = {}
+    folder = repo / "refs"
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                refs[unquote(path.name)] = path.read_text().strip()
+    return refs
+
+
+def _dir_revision(did: DatasetId) -> tuple[str, Path]:
+    """(commit, folder holding its files) of a directory hub revision."""
+    repo = _dir_repo(did)
+    target = format_id(did)
+    if not repo.is_dir():
+        raise NotFoundError(f"{target}: the directory hub {did.path} has no repository {did.name}")
+    revision = did.revision or "main"
+    if (repo / "revisions").is_dir():
+        refs = _dir_refs(repo)
+        commit = refs.get(revision)
+        if commit is None and is_commit(revision) and (repo / "revisions" / revision).is_dir():
+            commit = revision
+        if commit is None or not is_commit(commit) or not (repo / "revisions" / commit).is_dir():
+            known = ", ".join(refs) or "none"
+            raise NotFoundError(f"{target}: no revision {revision!r} in the directory hub; refs there: {known}")
+        return commit, repo / "revisions" / commit
+    if did.revision not in (None, "main"):
+        raise NotFoundError(f"{target}: {repo} holds one unversioned revision; drop the @{did.revision}")
+    store.payload_file(repo)
+    return _content_id(_files_to_push(repo)), repo
+
+
+def _pull_dir(did: DatasetId, force: bool) -> Path:
+    commit, source_folder = _dir_revision(did)
+    kind, _ = store.payload_file(source_folder)
+    key = store.StoreKey(store.source_for_dir(did.path), "dataset" if kind == "dataset" else "model", did.name)
+    if not force and store.cached(key, commit):
+        return store.check_entry(key.snapshot(commit))
+
+    def fill(tmp: Path) -> None:
+        for name, path in _files_to_push(source_folder).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, tmp / name)
+
+    folder = store.install(key, commit, fill, force=force)
+    store.write_ref(key, did.revision or "main", commit)
+    return folder
+
+
+# -- push -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PushResult:
+    """Where a push landed: ``id`` pins the new commit; ``tag_id`` names it by tag."""
+
+    id: str
+    commit: str
+    kind: str
+    tag_id: str | None = None
+    url: str | None = None
+
+
+def _files_to_push(folder: Path) -> dict[str, Path]:
+    """Every regular file under ``folder`` except hidden ones (store records, caches)."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        files[rel.as_posix()] = path
+    return files
+
+
+def push(folder: str | Path, target: str | DatasetId, *, private: bool = False, tag: str | None = None,
+         message: str | None = None) -> PushResult:
+    """Push a verified dataset or policy folder to a hub as one commit, optionally tagged."""
+    did = parse_id(target) if isinstance(target, str) else target
+    if did.kind not in ("hf", "dir"):
+        raise SpecError(f"cannot push to {format_id(did)!r}: give --to hf://ORG/NAME or file:///PATH/ORG/NAME")
+    if did.revision is not None:
+        raise SpecError(f"a push target takes no @REVISION ({format_id(did)}): pushes go to main; name the revision with --tag")
+    if tag is not None:
+        check_revision(tag)
+        if "/" in tag or is_commit(tag):
+            raise SpecError(f"tag {tag!r} must be one word (letters, digits, '.', '_', '-'), not a path or a commit id")
+    folder = Path(folder)
+    if not folder.is_dir():
+        if not folder.exists():
+            raise NotFoundError(f"{folder} does not exist")
+        raise SpecError(f"{folder} is a file; push a folder (save the dataset with Dataset.save(folder))")
+    verified = store.verify_path(folder)
+    files = _files_to_push(folder)
+    with tempfile.TemporaryDirectory(prefix="hades-push-") as extra:
+        if verified.kind == "dataset" and PARQUET_FILE not in files:
+            from hades.dataset import Dataset
+
+            parquet = Path(extra) / PARQUET_FILE
+            Dataset.load(folder).write_parquet(parquet)
+            files[PARQUET_FILE] = parquet
+        if did.kind == "hf":
+            return _push_hf(did, verified, files, private, tag, message)
+        return _push_dir(did, verified, files, tag)
+
+
+def _push_hf(did: DatasetId, verified: store.Verified, files: dict[str, Path], private: bool,
+             tag: str | None, message: str | None) -> PushResult:
+    from huggingface_hub import CommitOperationAdd
+
+    repo_type = "dataset" if verified.kind == "dataset" else "model"
+    if did.repo_type is not None and did.repo_type != repo_type:
+        raise SpecError(f"{verified.path} is a {verified.kind}; push it to hf://{repo_type}s/{did.name}")
+    if offline():
+        raise HubError("cannot push while HF_HUB_OFFLINE is set; unset it to push")
+    target = f"hf://{did.name}"
+    api = _api()
+    with hub_errors(target, action="push to"):
+        api.create_repo(did.name, repo_type=repo_type, private=True if private else None, exist_ok=True)
+        if tag is not None:
+            refs = api.list_repo_refs(did.name, repo_type=repo_type)
+            if any(ref.name == tag for ref in refs.tags):
+                raise SpecError(f"{target} already has a tag {tag!r}; choose another tag")
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+        summary = message or f"Upload {verified.kind} ({verified.summary()}) with hades-zoo"
+        info = api.create_commit(did.name, operations, commit_message=summary, repo_type=repo_type)
+        commit = info.oid
+        if tag is not None:
+            api.create_tag(did.name, tag=tag, revision=commit, repo_type=repo_type)
+    pinned = DatasetId("hf", did.name, commit, repo_type=did.repo_type)
+    tag_id = format_id(pinned.with_revision(tag)) if tag else None
+    return PushResult(format_id(pinned), commit, verified.kind, tag_id, str(info.commit_url))
+
+
+def _push_dir(did: DatasetId, verified: store.Verified, files: dict[str, Path], tag: str | None) -> PushResult:
+    from filelock import FileLock
+
+    from hades.formats import atomic_dir, atomic_write_bytes
+
+    repo = _dir_repo(did)
+    commit = _content_id(files)
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(repo / ".lock"), timeout=store.LOCK_TIMEOUT_S):
+            if not (repo / "revisions").is_dir() and any(repo.glob("*.safetensors")):
+                raise SpecError(f"{repo} holds an unversioned dataset; push to another name or move it away")
+            refs = _dir_refs(repo)
+            if tag is not None and tag in refs and refs[tag] != commit:
+                raise SpecError(f"{format_id(did)} already has a tag {tag!r}; choose another tag")
+            revision_folder = repo / "revisions" / commit
+            if not revision_folder.is_dir():
+                with atomic_dir(revision_folder) as tmp:
+                    for name, path in files.items():
+                        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(path, tmp / name)
+            atomic_write_bytes(repo / "refs" / "main", commit.encode())
+            if tag is not None:
+                atomic_write_bytes(repo / "refs" / quote(tag, safe=""), commit.encode())
+    except PermissionError as exc:
+        raise HadesError(f"cannot write to the directory hub {did.path} ({exc.strerror}); check its permissions") from None
+    pinned = did.with_revision(commit)
+    tag_id = format_id(did.with_revision(tag)) if tag else None
+    return PushResult(format_id(pinned), commit, verified.kind, tag_id, str(revision_folder))
+
+
+# -- listing --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    """One dataset on a hub, as ``hades list --hub`` shows it."""
+
+    id: str
+    env: str | None
+    pairs: int | None
+    evaluation: object | None  # hades.registry.Evaluation
+    license: str | None
+
+    def to_dict(self) -> dict:
+        evaluation = self.evaluation
+        ret = None if evaluation is None else {"mean": evaluation.mean, "std": evaluation.std, "protocol": evaluation.protocol}
+        return {"id": self.id, "env": self.env, "pairs": self.pairs, "return": ret, "license": self.license}
+
+
+def list_remote(where: str) -> list[RemoteEntry]:
+    """The hades datasets of a Hub author (``ORG``, ``hf://ORG``) or of a directory hub (``file:///PATH``)."""
+    kind, value = parse_hub_root(where)
+    if kind == "dir":
+        return _list_dir(Path(value))
+    if offline():
+        raise HubError("cannot list a Hub author while HF_HUB_OFFLINE is set; unset it, or list the catalogue")
+    from hades.registry import card_summary
+
+    api = _api()
+    found = []
+    with hub_errors(f"the datasets of {value}", action="list"):
+        for info in api.list_datasets(author=value, filter="hades", expand=["cardData"]):
+            card = info.card_data.to_dict() if info.card_data is not None else {}
+            summary = card_summary(card)
+            found.append(RemoteEntry(f"hf://{info.id}", summary["env"], summary["pairs"], summary["evaluation"],
+                                     summary["license"]))
+    return sorted(found, key=lambda entry: entry.id)
+
+
+def _looks_like_repo(folder: Path) -> bool:
+    return (folder / "revisions").is_dir() or any((folder / name).is_file() for name in (store.DATASET_FILE, store.POLICY_FILE))
+
+
+def _list_dir(root: Path) -> list[RemoteEntry]:
+    from hades.formats import read_card
+    from hades.registry import card_summary
+
+    if not root.is_dir():
+        raise NotFoundError(f"the directory hub {root} does not exist")
+    repos = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if _looks_like_repo(child):
+            repos.append((root.parent, root.name, child.name))
+            continue
+        for grandchild in sorted(p for p in child.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if _looks_like_repo(grandchild):
+                repos.append((root, child.name, grandchild.name))
+    found = []
+    for hub_root, org, name in repos:
+        try:
+            check_part(org, "organisation", org)
+            check_part(name, "repository name", name)
+        except SpecError:
+            continue
+        did = DatasetId("dir", f"{org}/{name}", path=str(hub_root))
+        try:
+            _, folder = _dir_revision(did)
+            _, card = read_card(folder)
+        except (NotFoundError, FormatError):
+            found.append(RemoteEntry(format_id(did), None, None, None, None))
+            continue
+        summary = card_summary(card)
+        found.append(RemoteEntry(format_id(did), summary["env"], summary["pairs"], summary["evaluation"], summary["license"]))
+    return found
