@@ -339,8 +339,10 @@ def _files_to_push(folder: Path) -> dict[str, Path]:
 
 
 def push(folder: str | Path, target: str | DatasetId, *, private: bool = False, tag: str | None = None,
-         message: str | None = None) -> PushResult:
-    """Push a verified dataset or policy folder to a hub as one commit, optionally tagged."""
+         message: str | None = None, progress: bool = False) -> PushResult:
+    """Push a verified dataset or policy folder to a hub as one commit, optionally tagged.
+
+    ``progress`` shows a status line while the commit is uploaded."""
     did = parse_id(target) if isinstance(target, str) else target
     if did.kind not in ("hf", "dir"):
         raise SpecError(f"cannot push to {format_id(did)!r}: give --to hf://ORG/NAME or file:///PATH/ORG/NAME")
@@ -364,9 +366,35 @@ def push(folder: str | Path, target: str | DatasetId, *, private: bool = False, 
             parquet = Path(extra) / PARQUET_FILE
             Dataset.load(folder).write_parquet(parquet)
             files[PARQUET_FILE] = parquet
-        if did.kind == "hf":
+        if did.kind == "dir":
+            return _push_dir(did, verified, files, tag)
+        with _quiet_hf_bars(), _status(progress, f"pushing {verified.path} to {format_id(did)}"):
             return _push_hf(did, verified, files, private, tag, message)
-        return _push_dir(did, verified, files, tag)
+
+
+@contextmanager
+def _quiet_hf_bars() -> Iterator[None]:
+    """huggingface_hub's own tqdm bars would interleave with our output; hide them during a push."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    already = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not already:
+            enable_progress_bars()
+
+
+@contextmanager
+def _status(enabled: bool, text: str) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(text):
+        yield
 
 
 def _push_hf(did: DatasetId, verified: store.Verified, files: dict[str, Path], private: bool,

@@ -157,9 +157,9 @@ def parse_id(text: str) -> DatasetId:
         if name == "file":
             return _parse_file(rest, text)
         raise SpecError(f"unsupported scheme {name}:// in {text!r}: expected {_FORMS}")
-    if _looks_like_path(text):
-        return DatasetId("path", path=text)
     name, at, version = text.partition("@")
+    if _looks_like_path(name if at else text):
+        return DatasetId("path", path=text)
     if at and not version:
         raise SpecError(f"malformed id {text!r}: empty version after '@'; write NAME@VERSION or just NAME")
     if "@" in version:

@@ -17,3 +17,90 @@ def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
         pytest.skip(f"reference data not found at {REFERENCE_DIR} (set HADES_REFERENCE_DIR to the shared/reference folder)")
     return REFERENCE_DIR
+
+
+# -- registry and Hub fixtures ---------------------------------------------------------------------
+
+def make_hopper_dataset(seed: int = 0, pairs: int = 4, evaluation: dict | None = None):
+    """A small random hopper dataset (11-dim states, 3-dim actions)."""
+    import numpy as np
+
+    import hades
+
+    rng = np.random.default_rng(seed)
+    info = {"license": "apache-2.0", "name": f"hopper test {seed}"}
+    if evaluation is not None:
+        info["evaluation"] = evaluation
+    return hades.Dataset(rng.normal(size=(pairs, 11)).astype("float32"),
+                         rng.normal(size=(pairs, 3)).astype("float32"), "hopper", info=info)
+
+
+@pytest.fixture
+def hades_env(tmp_path, monkeypatch) -> dict:
+    """A private HADES_HOME, an empty HF cache and no Hub settings leaking in from the machine.
+
+    Returns the environment a ``python -m hades`` subprocess should run with."""
+    import huggingface_hub.constants as hf_constants
+
+    home = tmp_path / "hades-home"
+    monkeypatch.setenv("HADES_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+    monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf-home" / "stored_tokens"))
+    for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HADES_REGISTRY", "HADES_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    env = {key: value for key, value in os.environ.items()}
+    env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    return env
+
+
+@pytest.fixture
+def hub_server(hades_env, monkeypatch):
+    """An HF-Hub-compatible server on 127.0.0.1 that the real huggingface_hub client uses via HF_ENDPOINT."""
+    from hubserver import HubServer
+
+    server = HubServer().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    hades_env["HF_ENDPOINT"] = server.url
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def catalogue(tmp_path, hades_env, monkeypatch):
+    """A temporary bundled catalogue (HADES_REGISTRY) holding one dataset, ``hopper-test`` version 1."""
+    import json
+
+    root = tmp_path / "registry"
+    dataset = make_hopper_dataset(seed=7, evaluation={
+        "mean": 1745.0, "std": 12.5, "returns": [1730.0, 1760.0],
+        "protocol": {"num_envs": 4, "num_steps": 1024, "greedy": False},
+    })
+    dataset.save(root / "hopper-test", parquet=False)
+    entry = {"name": "hopper-test", "version": "1", "sha256": dataset.sha256, "env": "hopper", "pairs": dataset.pairs,
+             "return": {"mean": 1745.0, "std": 12.5, "protocol": "4 envs x 1024 steps, sampled actions"},
+             "license": "apache-2.0", "path": "hopper-test"}
+    (root / "index.json").write_text(json.dumps([entry], indent=2))
+    monkeypatch.setenv("HADES_REGISTRY", str(root))
+    hades_env["HADES_REGISTRY"] = str(root)
+    return root
+
+
+def make_policy_folder(folder: Path, seed: int = 0) -> Path:
+    """A minimal trained-policy folder: policy.safetensors plus a model card recording its sha256."""
+    import numpy as np
+
+    from hades.formats import sha256_bytes, tensors_to_bytes
+
+    rng = np.random.default_rng(seed)
+    tensors = {"hidden_0/kernel": rng.normal(size=(11, 8)).astype("float32"),
+               "output/kernel": rng.normal(size=(8, 3)).astype("float32")}
+    data = tensors_to_bytes(tensors, {"format_version": 1, "kind": "policy", "env": {"id": "hopper"}})
+    folder.mkdir(parents=True)
+    (folder / "policy.safetensors").write_bytes(data)
+    (folder / "README.md").write_text(
+        "---\nlicense: apache-2.0\ntags:\n- hades\nhades:\n  format_version: 1\n  kind: policy\n"
+        f"  env:\n    id: hopper\n  sha256: {sha256_bytes(data)}\n---\n\n# A hopper policy\n", encoding="utf-8")
+    return folder

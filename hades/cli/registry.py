@@ -194,7 +194,7 @@ def push_command(
     """Push a verified folder to a hub as one commit; prints the id pinned to the new revision."""
     from hades.hub import push
 
-    result = push(folder, to, private=private, tag=tag, message=message)
+    result = push(folder, to, private=private, tag=tag, message=message, progress=sys.stderr.isatty())
     sys.stdout.write(f"{result.id}\n")
     if result.tag_id:
         sys.stdout.write(f"{result.tag_id}\n")
