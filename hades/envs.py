@@ -134,11 +134,28 @@ class VecEnv:
         return jax.vmap(self._step)(keys, state, action)
 
 
+def import_brax():
+    """Import brax quietly: mujoco prints optional-backend notices to stdout, which would corrupt --json."""
+    import contextlib
+    import io
+    import warnings
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import brax.envs
+        import brax.envs.wrappers.training
+    return brax.envs
+
+
 def _brax_fns(name: str, backend: str, episode_length: int) -> tuple[Callable, Callable]:
-    from brax import envs as brax_envs
+    import warnings
+
+    brax_envs = import_brax()
     from brax.envs.wrappers.training import AutoResetWrapper, EpisodeWrapper
 
-    env = brax_envs.get_environment(env_name=name, backend=backend)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Brax System")
+        env = brax_envs.get_environment(env_name=name, backend=backend)
     env = AutoResetWrapper(EpisodeWrapper(env, episode_length=episode_length, action_repeat=1))
 
     def reset(key):

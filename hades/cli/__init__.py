@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
+from typer import _click as click  # typer bundles its own click
 
 from hades.errors import HadesError
 
@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("HADES_DEBUG", "") not in ("", "0")
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="hades", standalone_mode=False)
+        code = command.main(args=argv, prog_name="hades", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

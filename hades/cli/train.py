@@ -1,4 +1,181 @@
-"""`hades train-from` and `hades eval`."""
+"""`hades train-from` and `hades eval`: thin wrappers over hades.trainfrom and hades.policy_io."""
+
 from __future__ import annotations
 
-from hades.cli import app  # noqa: F401
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hades.cli import app
+from hades.errors import SpecError
+
+
+def _progress_bar(label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=True)
+
+
+def _protocol(spec, envs: int, eval_steps: Optional[int], episodes: Optional[int], greedy: bool):
+    from hades.evaluate import EvalProtocol
+
+    try:
+        if episodes is not None:
+            if eval_steps is not None:
+                raise SpecError("give --eval-steps or --episodes, not both")
+            return EvalProtocol.for_episodes(spec, episodes, envs, greedy)
+        return EvalProtocol(envs, eval_steps or 1024, greedy)
+    except ValueError as exc:
+        raise SpecError(f"bad evaluation protocol: {exc}") from None
+
+
+def _recipe(base, arch, lr, steps, loss, max_grad_norm):
+    import dataclasses
+
+    from hades.policy import parse_arch
+
+    changes = {}
+    if arch is not None:
+        changes["arch"] = parse_arch(arch)
+    for name, value in (("lr", lr), ("steps", steps), ("loss", loss)):
+        if value is not None:
+            changes[name] = value
+    if max_grad_norm is not None:
+        changes["max_grad_norm"] = None if max_grad_norm <= 0 else max_grad_norm
+    try:
+        return dataclasses.replace(base, **changes)
+    except ValueError as exc:
+        raise SpecError(f"bad recipe: {exc}") from None
+
+
+@app.command("train-from")
+def train_from_command(
+    dataset: str = typer.Argument(..., help="Catalogue name, hf://ORG/NAME[@REV], file:// hub id, or a dataset folder/file."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Policy architecture, e.g. 512,512:tanh or 3x256:relu:lecun. Default: the card's recipe."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate. Default: the card's recipe."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Full-batch gradient steps. Default: the card's recipe."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="gaussian_nll, mse or cross_entropy. Default: the card's recipe."),
+    max_grad_norm: Optional[float] = typer.Option(None, "--max-grad-norm", help="Global-norm clip (0 disables). Default: the card's recipe."),
+    seeds: int = typer.Option(8, "--seeds", min=1, help="Number of fresh policy inits."),
+    first_seed: int = typer.Option(0, "--seed", help="First seed; seeds are SEED..SEED+N-1."),
+    envs: int = typer.Option(4, "--envs", min=1, help="Evaluation envs per policy."),
+    eval_steps: Optional[int] = typer.Option(None, "--eval-steps", min=1, help="Env steps per evaluation (default 1024)."),
+    episodes: Optional[int] = typer.Option(None, "--episodes", min=1, help="Evaluate at least this many full episodes per policy instead."),
+    greedy: bool = typer.Option(False, "--greedy", help="Act with the mean/argmax instead of sampling."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Brax backend (default: the dataset's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write each trained policy (safetensors + model card) under this folder."),
+    video: Optional[Path] = typer.Option(None, "--video", help="Write a GIF of the first policy acting (Brax envs)."),
+):
+    """Train fresh policies of any architecture on a dataset and evaluate them in the environment."""
+    from hades.registry import open_dataset
+    from hades.trainfrom import train_from
+
+    data = open_dataset(dataset)
+    recipe = _recipe(data.recipe, arch, lr, steps, loss, max_grad_norm)
+    if recipe.loss == "cross_entropy" and not data.env_spec.discrete or recipe.loss != "cross_entropy" and data.env_spec.discrete:
+        raise SpecError(f"loss {recipe.loss!r} does not fit the {data.env_spec.action_type} actions of {data.env}")
+    protocol = _protocol(data.env_spec, envs, eval_steps, episodes, greedy)
+    if backend is not None:
+        data.env_spec.check_backend(backend)
+    with _progress_bar("train-from") as bar:
+        task = bar.add_task(f"compiling ({data.env}, {seeds} seeds)", total=seeds)
+
+        def progress(stage, done, total):
+            description = "compiling" if stage == "compile" else "training + evaluating"
+            bar.update(task, completed=done, description=f"{description} ({data.env}, {total} seeds)")
+
+        result = train_from(data, recipe, protocol, seeds, first_seed, backend=backend,
+                            keep_params=save is not None or video is not None, progress=progress)
+    report = result.to_dict()
+    report["dataset"] = {"id": dataset, "sha256": data.sha256, "pairs": data.pairs}
+    if save is not None:
+        report["saved"] = [str(path) for path in _save_policies(result, data, dataset, save)]
+    if video is not None:
+        from hades.render import rollout_gif
+
+        report["video"] = str(rollout_gif(data, result, video))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_table(result, dataset, report)
+
+
+def _save_policies(result, data, dataset_id: str, folder: Path) -> list[Path]:
+    import jax
+    import numpy as np
+
+    from hades.policy_io import Policy
+    from hades.provenance import provenance
+
+    paths = []
+    for index, seed in enumerate(result.seeds):
+        params = jax.tree.map(lambda x: np.asarray(x[index]), result.params)
+        info = {
+            "backend": data.backend, "seed": seed,
+            "dataset": {"name": dataset_id, "sha256": data.sha256, "pairs": data.pairs},
+            "evaluation": {"protocol": result.protocol.to_dict(), "mean_return": float(result.returns[index]),
+                           "episodes": int(result.episodes[index])},
+            "provenance": provenance(seed),
+        }
+        policy = Policy(params, data.env, result.recipe, data.normalization, data.obs_mean, data.obs_var, info)
+        paths.append(policy.save(folder / f"seed{seed}"))
+    return paths
+
+
+def _print_table(result, dataset_id: str, report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from hades.policy import format_arch
+
+    protocol = result.protocol
+    title = (f"{dataset_id}: {format_arch(result.recipe.arch)}, {result.recipe.loss}, lr {result.recipe.lr}, "
+             f"{result.recipe.steps} steps; eval {protocol.num_envs} envs x {protocol.num_steps} steps, "
+             f"{'greedy' if protocol.greedy else 'sampled'} actions")
+    table = Table(title=title, title_justify="left")
+    for column in ("seed", "return", "episodes", "final loss"):
+        table.add_column(column, justify="right")
+    for seed, ret, eps, loss in zip(result.seeds, result.returns, result.episodes, result.final_losses):
+        table.add_row(str(seed), f"{ret:.1f}", str(int(eps)), f"{loss:.4f}")
+    table.add_section()
+    table.add_row("mean ± std", f"{result.mean:.1f} ± {result.std:.1f}", "", "")
+    console = Console()
+    console.print(table)
+    timings = result.timings
+    console.print(f"compile {timings['compile_s']:.1f} s, train + evaluate {timings['run_s']:.1f} s")
+    for path in report.get("saved", []):
+        console.print(f"saved {path}")
+    if "video" in report:
+        console.print(f"video {report['video']}")
+
+
+@app.command("eval")
+def eval_command(
+    policy: str = typer.Argument(..., help="A policy folder written by train-from --save (or a hub id of one)."),
+    runs: int = typer.Option(1, "--runs", min=1, help="Independent evaluations (different env/action noise)."),
+    envs: int = typer.Option(4, "--envs", min=1),
+    eval_steps: Optional[int] = typer.Option(None, "--eval-steps", min=1),
+    episodes: Optional[int] = typer.Option(None, "--episodes", min=1),
+    greedy: bool = typer.Option(False, "--greedy"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Evaluate a saved policy again."""
+    from hades.policy_io import Policy, evaluate_policy
+    from hades.registry import resolve
+
+    loaded = Policy.load(resolve(policy))
+    protocol = _protocol(loaded.env_spec, envs, eval_steps, episodes, greedy)
+    with _progress_bar("eval") as bar:
+        bar.add_task(f"compiling + evaluating ({loaded.env})", total=None)
+        result = evaluate_policy(loaded, protocol, runs)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+
+    returns = ", ".join(f"{r:.1f}" for r in result["returns"])
+    Console().print(f"{policy}: mean return {result['mean']:.1f} ± {result['std']:.1f} over {runs} run(s) [{returns}]")

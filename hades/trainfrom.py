@@ -1,0 +1,144 @@
+"""Train many fresh policies on a dataset and evaluate them: the engine of ``hades train-from``.
+
+Seeds are independent: seed ``s`` always draws the same init and the same evaluation noise,
+whatever the chunking, so results are reproducible per seed. Chunks of seeds run vmapped in one
+compiled program (compiled once; a short last chunk is padded).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from hades.dataset import Dataset
+from hades.evaluate import EvalProtocol
+from hades.learn import Recipe
+
+
+@dataclass(frozen=True, eq=False)
+class TrainFromResult:
+    """Per-seed returns of policies trained with one recipe and evaluated under one protocol."""
+
+    env: str
+    recipe: Recipe
+    protocol: EvalProtocol
+    normalization: str
+    seeds: tuple[int, ...]
+    returns: np.ndarray
+    episodes: np.ndarray
+    final_losses: np.ndarray
+    params: Any = None  # the trained parameters, stacked over seeds (when kept)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+    def to_dict(self) -> dict:
+        return {
+            "env": self.env,
+            "recipe": self.recipe.to_dict(),
+            "protocol": self.protocol.to_dict(),
+            "normalization": self.normalization,
+            "seeds": list(self.seeds),
+            "returns": [round(float(r), 3) for r in self.returns],
+            "episodes": [int(e) for e in self.episodes],
+            "final_losses": [round(float(l), 6) for l in self.final_losses],
+            "mean": round(self.mean, 3),
+            "std": round(self.std, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def make_train_and_evaluate(dataset: Dataset, recipe: Recipe, protocol: EvalProtocol, backend: str | None = None):
+    """``run(keys) -> (params, metrics, final_losses)`` for a batch of seeds: pure and jittable."""
+    import jax
+
+    from hades.evaluate import make_evaluate
+    from hades.learn import make_train
+
+    spec = dataset.env_spec
+    train = make_train(recipe, spec.obs_dim, spec.action_dim, spec.discrete)
+    evaluate = make_evaluate(spec, recipe.arch, protocol, dataset.normalization, backend or dataset.backend)
+    states, targets = dataset.states, dataset.actions
+    obs_mean, obs_var = dataset.normalization_arrays()
+
+    def train_one(key):
+        return train(jax.random.split(key)[0], states, targets)
+
+    def evaluate_one(params, key):
+        return evaluate(params, jax.random.split(key)[1], obs_mean, obs_var)
+
+    def run(keys):
+        # Training runs seed after seed (lax.map): vmapping it over seeds hits a very slow path of
+        # XLA:CPU for wide layers (bench/train_from.py measures it). Rollouts vmap well.
+        params, final_loss = jax.lax.map(train_one, keys)
+        return params, jax.vmap(evaluate_one)(params, keys), final_loss
+
+    return run
+
+
+def seed_keys(seeds):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds, dtype=jnp.uint32))
+
+
+def train_from(dataset: Dataset, recipe: Recipe | None = None, protocol: EvalProtocol | None = None,
+               num_seeds: int = 8, first_seed: int = 0, chunk_size: int | None = None,
+               backend: str | None = None, keep_params: bool = False,
+               progress: Callable[[str, int, int], None] | None = None) -> TrainFromResult:
+    """Train ``num_seeds`` fresh policies on ``dataset`` and evaluate each once.
+
+    ``progress(stage, done, total)`` is called with stage ``"compile"`` then ``"run"``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds must be at least 1, got {num_seeds}")
+    recipe = recipe or dataset.recipe
+    protocol = protocol or EvalProtocol()
+    chunk = min(chunk_size or num_seeds, num_seeds)
+    seeds = list(range(first_seed, first_seed + num_seeds))
+    notify = progress or (lambda *args: None)
+
+    run = make_train_and_evaluate(dataset, recipe, protocol, backend)
+    batched = jax.jit(run)
+    notify("compile", 0, num_seeds)
+    start = time.perf_counter()
+    compiled = batched.lower(seed_keys(seeds[:chunk])).compile()
+    compile_seconds = time.perf_counter() - start
+
+    outputs = []
+    start = time.perf_counter()
+    for begin in range(0, num_seeds, chunk):
+        part = seeds[begin : begin + chunk]
+        padded = part + [part[-1]] * (chunk - len(part))
+        params, metrics, losses = compiled(seed_keys(padded))
+        jax.block_until_ready(metrics)
+        keep = len(part)
+        outputs.append((jax.tree.map(lambda x: x[:keep], params) if keep_params else None,
+                        np.asarray(metrics["mean_return"])[:keep], np.asarray(metrics["episodes"])[:keep],
+                        np.asarray(losses)[:keep]))
+        notify("run", begin + keep, num_seeds)
+    run_seconds = time.perf_counter() - start
+
+    params = None
+    if keep_params:
+        params = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[out[0] for out in outputs])
+    return TrainFromResult(
+        env=dataset.env, recipe=recipe, protocol=protocol, normalization=dataset.normalization,
+        seeds=tuple(seeds), returns=np.concatenate([out[1] for out in outputs]),
+        episodes=np.concatenate([out[2] for out in outputs]),
+        final_losses=np.concatenate([out[3] for out in outputs]), params=params,
+        timings={"compile_s": compile_seconds, "run_s": run_seconds},
+    )
