@@ -13,6 +13,8 @@ import base64
 import hashlib
 import json
 import re
+import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,6 +78,7 @@ class HubState:
         self.lfs_objects: dict[str, bytes] = {}
         self.faults: dict[str, Fault] = {}
         self.log: list[tuple[str, str]] = []
+        self.connections: set = set()  # open client sockets, closed on stop
         self.lock = threading.Lock()
         self._counter = 0
 
@@ -102,7 +105,7 @@ class HubServer:
     def __init__(self, token: str | None = None, lfs_threshold: int | None = None):
         self.state = HubState(token, lfs_threshold)
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         handler.base_url = self.url
@@ -117,12 +120,27 @@ class HubServer:
             fault.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+        with self.state.lock:
+            connections = list(self.state.connections)
+        for connection in connections:  # keep-alive connections would otherwise go on being served
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> "HubServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], OSError):  # clients hanging up are part of the tests
+            super().handle_error(request, client_address)
 
 
 _TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
@@ -136,6 +154,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):  # keep test output clean
         pass
+
+    def setup(self):
+        super().setup()
+        with self.state.lock:
+            self.state.connections.add(self.connection)
+
+    def finish(self):
+        with self.state.lock:
+            self.state.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _body(self) -> bytes:
