@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(args=argv, prog_name="hades", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _fail("aborted")
     except click.ClickException as exc:
         if debug:
