@@ -1,0 +1,104 @@
+"""`hades distill`: a thin wrapper over hades.distill (the pure part) and hades.runner (the loop)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hades.cli import app
+from hades.errors import SpecError
+
+
+@app.command("distill")
+def distill_command(
+    env: str = typer.Argument(..., help="Environment, e.g. hopper or Breakout-MinAtar."),
+    pairs: int = typer.Option(..., "--pairs", "-D", min=1, help="Number of synthetic state-action pairs."),
+    preset: str = typer.Option("paper", "--preset", help="paper (published settings) or cpu (small); options below override it."),
+    method: Optional[str] = typer.Option(None, "--method", help="hades-r (fresh inits each generation) or hades-f (one fixed init)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="open_es, snes, pgpe, simple_es, sep_cma_es, xnes."),
+    population: Optional[int] = typer.Option(None, "--population", help="ES population size (even)."),
+    generations: Optional[int] = typer.Option(None, "--generations", help="Number of ES generations."),
+    inner_steps: Optional[int] = typer.Option(None, "--inner-steps", help="Supervised steps per policy."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Inner policy, e.g. 512,512:tanh."),
+    inits: Optional[int] = typer.Option(None, "--inits", help="Policy inits per generation (HaDES-R)."),
+    eval_envs: Optional[int] = typer.Option(None, "--eval-envs", help="Envs per fitness rollout."),
+    eval_steps: Optional[int] = typer.Option(None, "--eval-steps", help="Steps per fitness rollout."),
+    normalization: Optional[str] = typer.Option(None, "--normalization", help="running, constant or none."),
+    sigma: Optional[float] = typer.Option(None, "--sigma", help="ES noise scale (SNES: initial)."),
+    es_lr: Optional[float] = typer.Option(None, "--es-lr", help="ES Adam learning rate (OpenES)."),
+    shaping: Optional[str] = typer.Option(None, "--shaping", help="raw, centered_rank, standardize or softmax_rank."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Brax backend (default positional)."),
+    learned_labels: bool = typer.Option(False, "--learned-labels", help="Discrete envs: evolve the labels too."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default ./ENV-DPAIRS-METHOD-seedN)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
+    checkpoint_every: int = typer.Option(10, "--checkpoint-every", min=1, help="Generations per jitted chunk and checkpoint."),
+    devices: Optional[int] = typer.Option(None, "--devices", min=1, help="Devices to shard the population over (default: all; on CPU one per core)."),
+    final_seeds: int = typer.Option(8, "--final-seeds", min=0, help="Fresh inits for the final evaluation (0 skips it)."),
+):
+    """Distil a synthetic dataset with HaDES (evolution strategies over state-action pairs)."""
+    from hades.runner import configure_devices
+
+    configure_devices(devices)
+
+    import dataclasses
+
+    from hades.distill import preset as make_preset
+    from hades.evaluate import EvalProtocol
+    from hades.policy import parse_arch
+
+    config = make_preset(preset, env, pairs, seed=seed)
+    recipe = config.recipe
+    if arch is not None:
+        recipe = dataclasses.replace(recipe, arch=parse_arch(arch))
+    if inner_steps is not None:
+        recipe = dataclasses.replace(recipe, steps=inner_steps)
+    protocol = config.protocol
+    if eval_envs is not None or eval_steps is not None:
+        protocol = EvalProtocol(eval_envs or protocol.num_envs, eval_steps or protocol.num_steps, protocol.greedy)
+    overrides = {"method": method, "strategy": strategy, "population_size": population, "num_generations": generations,
+                 "num_inits": inits, "normalization": normalization, "sigma": sigma, "es_lr": es_lr,
+                 "fitness_shaping": shaping, "backend": backend}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    overrides.update(recipe=recipe, protocol=protocol, learned_labels=learned_labels or config.learned_labels)
+    try:
+        config = dataclasses.replace(config, **overrides)
+    except ValueError as exc:
+        raise SpecError(f"bad distillation settings: {exc}") from None
+    out = out or Path(f"{config.env}-D{config.pairs}-{config.method}-seed{config.seed}")
+    _run(config, out, resume, checkpoint_every, devices, final_seeds)
+
+
+def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    import jax
+
+    from hades.runner import Distiller, final_evaluation
+
+    console = Console(stderr=True)
+    distiller = Distiller(config, out, checkpoint_every, devices)
+    console.print(f"distilling {config.env}, {config.pairs} pairs, {config.method}/{config.strategy}, population "
+                  f"{config.population_size} on {len(jax.devices())} {jax.default_backend()} device(s) -> {out}")
+    columns = (TextColumn("gen"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("distill", total=config.num_generations, stats="compiling")
+
+        def on_progress(progress):
+            stats = "compiling" if progress.generation == 0 else f"mean {progress.mean:.1f} best {progress.best:.1f}"
+            bar.update(task, completed=progress.generation, stats=stats)
+
+        dataset = distiller.run(resume=resume, on_progress=on_progress)
+    evaluation = None
+    if final_seeds:
+        console.print(f"final evaluation: {final_seeds} fresh inits, recipe from the card, standard protocol")
+        evaluation = final_evaluation(dataset, final_seeds)
+    distiller.write_outputs(dataset, evaluation)
+    summary = f"wrote {out}"
+    if evaluation:
+        summary += f": mean return {evaluation['mean']:.1f} ± {evaluation['std']:.1f} over {final_seeds} inits"
+    Console().print(summary)

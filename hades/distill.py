@@ -1,0 +1,280 @@
+"""HaDES, the pure part: the configuration, the ES strategy and one jitted chunk of generations.
+
+The search space is the synthetic dataset itself (states, and actions for continuous envs), a flat
+vector whose ES mean starts at zero. Each generation every candidate dataset trains fresh policies
+(k inits shared by the whole population for HaDES-R, one fixed init for HaDES-F), which are rolled
+out with sampled actions; the fitness is the mean return over completed episodes. evosax minimises,
+so :func:`make_generation` negates the fitness in exactly one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from hades.envs import NORMALIZATIONS, get_env_spec
+from hades.errors import SpecError
+from hades.evaluate import EvalProtocol
+from hades.learn import Recipe, paper_recipe
+from hades.policy import PolicySpec
+
+METHODS = ("hades-r", "hades-f")
+STRATEGIES = ("open_es", "snes", "pgpe", "simple_es", "sep_cma_es", "xnes")
+SHAPINGS = ("raw", "centered_rank", "standardize", "softmax_rank")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Everything that determines a distillation run (and so its checkpoint and result)."""
+
+    env: str
+    pairs: int
+    method: str = "hades-r"
+    strategy: str = "open_es"
+    population_size: int = 2048
+    num_generations: int = 2000
+    num_inits: int = 2  # policy inits per generation (HaDES-R); HaDES-F always uses 1
+    recipe: Recipe = field(default_factory=Recipe)
+    protocol: EvalProtocol = field(default_factory=EvalProtocol)
+    normalization: str = "running"
+    sigma: float = 0.03
+    es_lr: float = 0.05
+    adam_beta1: float = 0.99
+    fitness_shaping: str = "raw"
+    temperature: float = 20.0
+    learned_labels: bool = False
+    fixed_init_seed: int = 0  # the init used by HaDES-F
+    backend: str | None = None
+    seed: int = 0
+    preset: str | None = None
+
+    def __post_init__(self):
+        spec = get_env_spec(self.env)
+        object.__setattr__(self, "env", spec.name)
+        checks = [
+            (self.pairs >= 1, f"pairs must be at least 1, got {self.pairs}"),
+            (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {self.method!r}"),
+            (self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"),
+            (self.population_size >= 2 and self.population_size % 2 == 0,
+             f"population size must be an even number >= 2, got {self.population_size}"),
+            (self.num_generations >= 1, f"generations must be at least 1, got {self.num_generations}"),
+            (self.num_inits >= 1, f"inits must be at least 1, got {self.num_inits}"),
+            (self.normalization in NORMALIZATIONS,
+             f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}"),
+            (self.sigma > 0 and self.es_lr > 0, "sigma and the ES learning rate must be positive"),
+            (self.fitness_shaping in SHAPINGS, f"fitness shaping must be one of {', '.join(SHAPINGS)}"),
+            (not spec.discrete or self.pairs >= spec.action_dim or self.learned_labels,
+             f"{spec.name} has {spec.action_dim} actions: fixed labels need at least that many pairs"),
+            ((self.recipe.loss == "cross_entropy") == spec.discrete,
+             f"loss {self.recipe.loss!r} does not fit the {spec.action_type} actions of {spec.name}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        spec.check_backend(self.backend)
+
+    @property
+    def inits_per_generation(self) -> int:
+        return 1 if self.method == "hades-f" else self.num_inits
+
+    @property
+    def env_steps_per_generation(self) -> int:
+        return self.population_size * self.inits_per_generation * self.protocol.num_envs * self.protocol.num_steps
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["recipe"] = self.recipe.to_dict()
+        data["protocol"] = self.protocol.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DistillConfig":
+        data = dict(data)
+        data["recipe"] = Recipe.from_dict(data["recipe"])
+        data["protocol"] = EvalProtocol(**data["protocol"])
+        return cls(**data)
+
+    def fingerprint(self) -> str:
+        """Identifies the run for checkpoints; ``num_generations`` is left out so a run can be extended."""
+        data = self.to_dict()
+        data.pop("num_generations")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def preset(name: str, env: str, pairs: int, **overrides: Any) -> DistillConfig:
+    """Named starting points. ``paper``: the published settings. ``cpu``: small enough for a laptop."""
+    spec = get_env_spec(env)
+    if name == "paper":
+        if spec.discrete:
+            base = DistillConfig(spec.name, pairs, strategy="snes", population_size=2048, num_generations=2000,
+                                 recipe=paper_recipe(spec.name, True), normalization="constant", sigma=0.5,
+                                 fitness_shaping="softmax_rank", temperature=20.0,
+                                 protocol=EvalProtocol(num_envs=8, num_steps=1024), preset="paper")
+        else:
+            base = DistillConfig(spec.name, pairs, recipe=paper_recipe(spec.name, False), preset="paper")
+    elif name == "cpu":
+        recipe = paper_recipe(spec.name, spec.discrete)
+        recipe = replace(recipe, arch=PolicySpec((64, 64), recipe.arch.activation))
+        strategy = "snes" if spec.discrete else "open_es"
+        base = DistillConfig(spec.name, pairs, strategy=strategy, population_size=64, num_generations=200,
+                             recipe=recipe, protocol=EvalProtocol(num_envs=1, num_steps=1000),
+                             sigma=0.5 if spec.discrete else 0.03, fitness_shaping="centered_rank",
+                             es_lr=0.05, preset="cpu")
+    else:
+        raise SpecError(f"unknown preset {name!r}; choose paper or cpu")
+    try:
+        return replace(base, **overrides)
+    except ValueError as exc:
+        raise SpecError(f"bad distillation settings: {exc}") from None
+
+
+# -- the pure, jitted part ----------------------------------------------------------------------
+
+def solution_layout(config: DistillConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of the arrays the ES searches over."""
+    spec = get_env_spec(config.env)
+    layout = {"states": (config.pairs, spec.obs_dim)}
+    if not spec.discrete:
+        layout["actions"] = (config.pairs, spec.action_dim)
+    elif config.learned_labels:
+        layout["label_logits"] = (config.pairs, spec.action_dim)
+    return layout
+
+
+def fixed_labels(config: DistillConfig):
+    """D // n_actions states per action, in order; leftover states get label -1 and are unused."""
+    import numpy as np
+
+    n_actions = get_env_spec(config.env).action_dim
+    per_action = config.pairs // n_actions
+    labels = np.full(config.pairs, -1, np.int32)
+    labels[: per_action * n_actions] = np.repeat(np.arange(n_actions), per_action)
+    return labels
+
+
+def make_strategy(config: DistillConfig):
+    """The evosax 0.3 strategy and its params, configured as the config says."""
+    import jax.numpy as jnp
+    import optax
+    from evosax import algorithms
+    from evosax.core import fitness_shaping as shaping
+
+    solution = {name: jnp.zeros(shape) for name, shape in solution_layout(config).items()}
+    shaping_fn = {
+        "raw": shaping.identity_fitness_shaping_fn,
+        "centered_rank": shaping.centered_rank_fitness_shaping_fn,
+        "standardize": shaping.standardize_fitness_shaping_fn,
+        "softmax_rank": shaping.weights_fitness_shaping_fn,
+    }[config.fitness_shaping]
+    size = config.population_size
+    if config.strategy == "open_es":
+        strategy = algorithms.Open_ES(
+            size, solution, use_antithetic_sampling=True,
+            optimizer=optax.adam(config.es_lr, b1=config.adam_beta1),
+            std_schedule=optax.constant_schedule(config.sigma), fitness_shaping_fn=shaping_fn)
+        params = strategy.default_params
+    elif config.strategy == "snes":
+        strategy = algorithms.SNES(size, solution, fitness_shaping_fn=shaping_fn)
+        params = strategy.default_params.replace(std_init=jnp.asarray(config.sigma))
+        if config.fitness_shaping == "softmax_rank":
+            # Softmax over ranks (rank 0 = best, as evosax minimises), minus the mean as a baseline.
+            ranks = jnp.arange(size) / (size - 1)
+            weights = jnp.exp(-config.temperature * ranks)
+            params = params.replace(weights=weights / weights.sum() - 1.0 / size)
+    else:
+        cls = {"pgpe": algorithms.PGPE, "simple_es": algorithms.SimpleES,
+               "sep_cma_es": algorithms.Sep_CMA_ES, "xnes": algorithms.xNES}[config.strategy]
+        strategy = cls(size, solution, fitness_shaping_fn=shaping_fn)
+        params = strategy.default_params
+        if hasattr(params, "std_init"):
+            params = params.replace(std_init=jnp.asarray(config.sigma))
+    if config.fitness_shaping == "softmax_rank" and not hasattr(params, "weights"):
+        raise SpecError(f"softmax_rank shaping needs a strategy with rank weights (snes, xnes), not {config.strategy}")
+    return strategy, params
+
+
+def make_fitness(config: DistillConfig, obs_mean, obs_var):
+    """``fitness(candidate, init_keys, eval_key) -> (mean return, episodes)`` for one candidate dataset."""
+    import jax
+    import jax.numpy as jnp
+
+    from hades.evaluate import make_evaluate
+    from hades.learn import make_train
+
+    spec = get_env_spec(config.env)
+    train = make_train(config.recipe, spec.obs_dim, spec.action_dim, spec.discrete)
+    evaluate = make_evaluate(spec, config.recipe.arch, config.protocol, config.normalization, config.backend)
+    labels = jnp.asarray(fixed_labels(config)) if spec.discrete and not config.learned_labels else None
+
+    def targets_of(candidate):
+        if not spec.discrete:
+            return candidate["states"], candidate["actions"]
+        if config.learned_labels:
+            return candidate["states"], jnp.argmax(candidate["label_logits"], -1)
+        used = int((fixed_labels(config) >= 0).sum())
+        return candidate["states"][:used], labels[:used]
+
+    def fitness(candidate, init_keys, eval_keys):
+        states, targets = targets_of(candidate)
+
+        def one_init(keys):
+            init_key, eval_key = keys
+            params, _ = train(init_key, states, targets)
+            return evaluate(params, eval_key, obs_mean, obs_var)
+
+        metrics = jax.lax.map(one_init, (init_keys, eval_keys))
+        episodes = metrics["episodes"].sum()
+        # Pooled over inits: the mean return of all completed episodes (partial returns if none).
+        mean = jnp.where(episodes > 0, metrics["return_sum"].sum() / jnp.maximum(episodes, 1),
+                         metrics["mean_return"].mean())
+        return mean, episodes
+
+    return fitness
+
+
+def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None):
+    """Return ``(init_state(key), run_chunk(state, length))``; ``run_chunk`` is one jitted scan."""
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import PartitionSpec as P
+
+    strategy, es_params = make_strategy(config)
+    fitness_fn = make_fitness(config, obs_mean, obs_var)
+    inits = config.inits_per_generation
+
+    def population_fitness(population, init_keys, eval_keys):
+        return jax.vmap(fitness_fn, in_axes=(0, None, None))(population, init_keys, eval_keys)
+
+    if mesh is not None and mesh.size > 1:
+        population_fitness = jax.shard_map(
+            population_fitness, mesh=mesh, in_specs=(P("population"), P(), P()),
+            out_specs=(P("population"), P("population")), check_vma=False)
+
+    def init_state(key):
+        key, init_key = jax.random.split(key)
+        mean = {name: jnp.zeros(shape) for name, shape in solution_layout(config).items()}
+        return {"key": key, "es": strategy.init(init_key, mean, es_params)}
+
+    def generation(state, _):
+        key, ask_key, init_key, eval_key, tell_key = jax.random.split(state["key"], 5)
+        population, es_state = strategy.ask(ask_key, state["es"], es_params)
+        if config.method == "hades-f":
+            init_keys = jax.random.PRNGKey(config.fixed_init_seed)[None]
+        else:
+            init_keys = jax.random.split(init_key, inits)  # shared by the whole population
+        eval_keys = jax.random.split(eval_key, inits)  # common random numbers, as for the inits
+        fitness, episodes = population_fitness(population, init_keys, eval_keys)
+        es_state, _ = strategy.tell(tell_key, population, -fitness, es_state, es_params)  # evosax minimises
+        metrics = {"mean": fitness.mean(), "max": fitness.max(), "min": fitness.min(),
+                   "sigma": jnp.mean(es_state.std), "episodes": episodes.sum()}
+        return {"key": key, "es": es_state}, metrics
+
+    def run_chunk(state, length):
+        return jax.lax.scan(generation, state, None, length=length)
+
+    def dataset_arrays(state):
+        return strategy.get_mean(state["es"])
+
+    return init_state, jax.jit(run_chunk, static_argnums=1), dataset_arrays
