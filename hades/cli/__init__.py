@@ -50,6 +50,7 @@ def _fail(message: str, code: int = 1) -> None:
 def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("HADES_DEBUG", "") not in ("", "0")
     command = typer.main.get_command(app)
+    _plain_params(command)
     try:
         code = command.main(args=argv, prog_name="hades", standalone_mode=False)
         if isinstance(code, int) and code:
@@ -71,6 +72,25 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _fail("interrupted", 130)
+
+
+def _plain_params(command, parent=None) -> None:
+    """Take text parameters and the help flag as typed: typer otherwise builds a pydantic adapter
+    for each, and importing pydantic alone costs about 0.1 s of every command's start-up."""
+    try:
+        from typer._click import Context
+        from typer._coercion import PassThroughRuntimeParam
+    except ImportError:  # another typer: its own coercion applies
+        return
+    ctx = Context(command, info_name=command.name, parent=parent, **(command.context_settings or {}))
+    for param in command.get_params(ctx):  # includes the help option, which click creates lazily
+        descriptor = getattr(param, "type_descriptor", None)
+        plain = descriptor is not None and (descriptor.annotation is str or param.name == "help")
+        if plain and getattr(param, "_runtime_param", 0) is None:
+            param._runtime_param = PassThroughRuntimeParam(
+                annotation=descriptor.annotation, parameter_info=descriptor.parameter_info)
+    for sub in getattr(command, "commands", {}).values():
+        _plain_params(sub, ctx)
 
 
 def _escape(text: str) -> str:
