@@ -18,7 +18,10 @@ from hades.cli import app
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in __import__("os").environ:
+        console = Console(stderr=stderr, highlight=False, soft_wrap=False, width=160)  # pipes: do not squeeze tables
+    return console
 
 
 def _print_json(data) -> None:
@@ -148,7 +151,7 @@ def _print_pairs(dataset, limit: int) -> None:
     import numpy as np
     from rich.table import Table
 
-    max_dims = 8
+    max_dims = 12
     obs_dim = dataset.states.shape[1]
     table = Table(title=f"pairs ({min(limit, dataset.pairs)} of {dataset.pairs})", title_justify="left")
     table.add_column("#", justify="right")
