@@ -51,9 +51,11 @@ def _token() -> str | None:
 
 
 def _api():
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, constants
 
     from hades import __version__
+
+    constants.HF_HUB_OFFLINE = offline()  # the library read it at import; what counts is now
 
     return HfApi(endpoint=endpoint(), token=_token(), library_name="hades-zoo", library_version=__version__)
 
@@ -160,12 +162,16 @@ def _pull_hf(did: DatasetId, force: bool, progress: bool) -> Path:
     def fill(tmp: Path) -> None:
         from huggingface_hub import snapshot_download
 
-        with hub_errors(format_id(did), revision, "download"):
-            snapshot_download(
-                did.name, repo_type=repo_type, revision=commit, local_dir=str(tmp),
-                cache_dir=str(tmp / ".cache" / "hf"), endpoint=endpoint(), token=_token(),
-                tqdm_class=_progress_class(progress, format_id(did)), max_workers=4,
-            )
+        bars = _progress_class(progress, format_id(did))
+        try:
+            with hub_errors(format_id(did), revision, "download"):
+                snapshot_download(
+                    did.name, repo_type=repo_type, revision=commit, local_dir=str(tmp),
+                    cache_dir=str(tmp / ".cache" / "hf"), endpoint=endpoint(), token=_token(),
+                    tqdm_class=bars, max_workers=4,
+                )
+        finally:
+            bars.close_all()
 
     folder = store.install(key, commit, fill, force=force)
     store.write_ref(key, revision, commit)
@@ -211,6 +217,10 @@ def _progress_class(enabled: bool, label: str):
                 kwargs["disable"] = True
                 super().__init__(*args, **kwargs)
 
+            @classmethod
+            def close_all(cls) -> None:
+                pass
+
         return Silent
 
     from rich.progress import (
@@ -219,6 +229,14 @@ def _progress_class(enabled: bool, label: str):
 
     class RichBytes(base):
         """Mirrors tqdm's byte counters into a rich progress bar; other bars stay hidden."""
+
+        live: list = []
+
+        @classmethod
+        def close_all(cls) -> None:
+            """snapshot_download leaves its byte bar open; close it before printing anything."""
+            for bar in list(cls.live):
+                bar.close()
 
         def __init__(self, *args, **kwargs):
             kwargs.pop("name", None)
@@ -233,6 +251,7 @@ def _progress_class(enabled: bool, label: str):
                 )
                 self._rich.start()
                 self._task = self._rich.add_task(f"pulling {label}", total=self.total or None)
+                RichBytes.live.append(self)
 
         def display(self, *args, **kwargs):
             if self._rich is not None:
@@ -246,6 +265,7 @@ def _progress_class(enabled: bool, label: str):
                 self.display()
                 self._rich.stop()
                 self._rich = None
+                RichBytes.live.remove(self)
             super().close()
 
     return RichBytes

@@ -7,6 +7,7 @@ and nothing here imports jax or brax.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Optional
 
@@ -19,7 +20,7 @@ def _console(stderr: bool = False):
     from rich.console import Console
 
     console = Console(stderr=stderr, highlight=False, soft_wrap=False)
-    if not console.is_terminal and "COLUMNS" not in __import__("os").environ:
+    if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(stderr=stderr, highlight=False, soft_wrap=False, width=160)  # pipes: do not squeeze tables
     return console
 
@@ -39,7 +40,10 @@ def list_command(
     env: Optional[str] = typer.Option(None, "--env", help="Only datasets for this environment."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List the bundled datasets (name, env, pairs, return, license)."""
+    """List the bundled datasets (name, env, pairs, return, license).
+
+    The catalogue is the one shipped with hades, or the folder named by $HADES_REGISTRY.
+    """
     env_name = None
     if env is not None:
         from hades.envs import get_env_spec
@@ -179,7 +183,11 @@ def pull_command(
     name: str = typer.Argument(..., metavar="NAME", help="Catalogue name, hf://ORG/NAME[@REV] or file:///PATH/ORG/NAME[@REV]."),
     force: bool = typer.Option(False, "--force", help="Download again even if the store holds this revision."),
 ) -> None:
-    """Fetch a dataset (or policy) into the local store, verify it, and print its local path."""
+    """Fetch a dataset (or policy) into the local store, verify it, and print its local path.
+
+    The store is $HADES_HOME (default: the user cache folder). Hub access follows HF_ENDPOINT,
+    HF_TOKEN and HF_HUB_OFFLINE; bundled datasets need no network.
+    """
     from hades.registry import resolve
 
     path = resolve(name, force=force, progress=sys.stderr.isatty())
