@@ -88,6 +88,7 @@ def verify_path(path: str | Path) -> Verified:
         if kind == "dataset":
             from hades.dataset import Dataset
 
+            _recorded_sha256(path, data_path)
             dataset = Dataset.load(path)
             return Verified(path, kind, file_sha256(data_path), dataset.env, dataset.pairs)
         return _verify_policy_folder(path, data_path)
@@ -107,14 +108,22 @@ def verify_path(path: str | Path) -> Verified:
     return Verified(path, kind, sha256_bytes(data), _env_id(meta))
 
 
-def _verify_policy_folder(folder: Path, data_path: Path) -> Verified:
+def _recorded_sha256(folder: Path, data_path: Path) -> str:
+    """The card's ``hades.sha256``: a folder without one cannot be verified, so it is refused."""
     from hades.errors import CardError
-    from hades.formats import read_bytes, read_card, verify_checksum
+    from hades.formats import read_card
 
     section, _ = read_card(folder)
     expected = section.get("sha256")
     if not isinstance(expected, str) or not expected:
-        raise CardError(f"{folder / CARD_FILE} records no sha256 for {POLICY_FILE}; re-create the folder with hades")
+        raise CardError(f"{folder / CARD_FILE} records no sha256 for {data_path.name}; re-create the folder with hades")
+    return expected
+
+
+def _verify_policy_folder(folder: Path, data_path: Path) -> Verified:
+    from hades.formats import read_bytes, verify_checksum
+
+    expected = _recorded_sha256(folder, data_path)
     data = read_bytes(data_path)
     actual = verify_checksum(data, expected, str(data_path))
     meta = _check_policy_bytes(data, str(data_path))

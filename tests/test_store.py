@@ -65,6 +65,16 @@ def test_tampered_policy_and_nan_policy(tmp_path):
         store.verify_path(bad)
 
 
+def test_card_without_sha256_is_refused(tmp_path):
+    from hades.errors import CardError
+
+    folder = make_hopper_dataset().save(tmp_path / "ds")
+    card = (folder / "README.md").read_text()
+    (folder / "README.md").write_text("\n".join(line for line in card.splitlines() if "sha256:" not in line))
+    with pytest.raises(CardError, match="records no sha256"):
+        store.verify_path(folder)
+
+
 def test_folder_without_payload_or_missing_path(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FormatError, match="neither dataset.safetensors nor policy.safetensors"):
