@@ -143,6 +143,8 @@ def _pull_hf(did: DatasetId, force: bool, progress: bool) -> Path:
         found = _from_store(did, keys)
         if found is not None:
             return found
+    if offline() and force:
+        raise HubError(f"cannot download {format_id(did)} again while HF_HUB_OFFLINE is set; unset it, or drop --force")
     if offline():
         raise NotFoundError(
             f"{format_id(did)} is not in the local store and HF_HUB_OFFLINE is set; pull it once with network "
