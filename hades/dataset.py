@@ -209,6 +209,9 @@ class Dataset:
         for name in ("states", "actions"):
             if name not in tensors:
                 raise FormatError(f"{source} has no '{name}' tensor; it is not a hades dataset")
+        for name, tensor in tensors.items():
+            if tensor.dtype.kind == "f" and tensor.dtype != np.float32:
+                raise FormatError(f"{source}: {name} is {tensor.dtype}, but format v1 stores float32; re-create the file with hades")
         env = meta.get("env")
         if not isinstance(env, dict) or "id" not in env:
             raise FormatError(f"{source}: metadata has no env id")

@@ -115,7 +115,8 @@ def read_card(folder: Path) -> tuple[dict, str]:
         card = RepoCard(text, ignore_metadata_errors=False)
         data = card.data.to_dict()
     except Exception as exc:
-        raise CardError(f"{path} has malformed YAML front matter ({type(exc).__name__}: {exc})") from None
+        detail = " ".join(str(exc).split())  # YAML errors span several lines; the message is one
+        raise CardError(f"{path} has malformed YAML front matter ({type(exc).__name__}: {detail})") from None
     section = data.get(METADATA_KEY)
     if not isinstance(section, dict):
         raise CardError(f"{path} has no '{METADATA_KEY}' section in its front matter; it is not a hades card")

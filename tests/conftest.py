@@ -104,3 +104,72 @@ def make_policy_folder(folder: Path, seed: int = 0) -> Path:
         "---\nlicense: apache-2.0\ntags:\n- hades\nhades:\n  format_version: 1\n  kind: policy\n"
         f"  env:\n    id: hopper\n  sha256: {sha256_bytes(data)}\n---\n\n# A hopper policy\n", encoding="utf-8")
     return folder
+
+
+# -- foundation helpers: tiny datasets, recipes, the CLI as a subprocess ---------------------------
+
+def make_breakout_dataset(seed: int = 0, pairs: int = 6):
+    """A small random Breakout-MinAtar dataset (400-dim states, integer labels 0..2 in order)."""
+    import numpy as np
+
+    import hades
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(pairs, dtype=np.int32) * 3 // pairs
+    return hades.Dataset(rng.uniform(size=(pairs, 400)).astype("float32"), labels, "Breakout-MinAtar",
+                         info={"license": "apache-2.0", "name": f"breakout test {seed}"})
+
+
+def tiny_recipe(discrete: bool = False, hidden=(16, 16), steps: int = 20):
+    """A recipe small enough that training compiles and runs in a second or two."""
+    from hades.learn import Recipe
+    from hades.policy import PolicySpec
+
+    if discrete:
+        return Recipe(PolicySpec(tuple(hidden), "relu"), "cross_entropy", 0.03, steps, None)
+    return Recipe(PolicySpec(tuple(hidden), "tanh"), "gaussian_nll", 5e-3, steps, 0.5)
+
+
+@pytest.fixture
+def tiny_dataset():
+    """A random hopper dataset of 4 pairs."""
+    return make_hopper_dataset(seed=0)
+
+
+@pytest.fixture
+def tiny_discrete_dataset():
+    """A random Breakout-MinAtar dataset of 6 pairs, two per action."""
+    return make_breakout_dataset(seed=0)
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600):
+    """Run ``python -m hades ARGS`` in a fresh process; returns the CompletedProcess (text mode)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "hades", *map(str, args)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def dataset_from_reference_json(path: Path):
+    """A ``hades.Dataset`` built from one published result file (``reference/iclr2024/*.json``)."""
+    import json
+
+    import numpy as np
+
+    import hades
+    from hades.learn import Recipe
+    from hades.policy import PolicySpec
+
+    data = json.loads(Path(path).read_text())
+    inner = data["inner"]
+    recipe = Recipe(PolicySpec((inner["width"],) * inner["depth"], inner["activation"]), "gaussian_nll",
+                    inner["lr"], inner["steps"], inner["max_grad_norm"])
+    constant = data["obs_normalization"] == "constant"
+    return hades.Dataset(
+        np.asarray(data["states"], np.float32), np.asarray(data["actions"], np.float32), data["env"],
+        data["obs_normalization"],
+        np.asarray(data["obs_mean"], np.float32) if constant else None,
+        np.asarray(data["obs_var"], np.float32) if constant else None,
+        info={"backend": data["backend"], "recipe": recipe.to_dict(), "license": "apache-2.0"},
+    )
