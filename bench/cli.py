@@ -86,7 +86,9 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     width = max(len(row["command"]) for row in rows)
-    print(f"{'command':<{width}}  {'median s':>9}  {'min s':>7}   ({args.repeats} runs each, {os.cpu_count()} CPUs)")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"{'command':<{width}}  {'median s':>9}  {'min s':>7}   "
+          f"({args.repeats} runs each, {os.cpu_count()} CPUs, load average {load})")
     for row in rows:
         print(f"{row['command']:<{width}}  {row['median_s']:>9.3f}  {row['min_s']:>7.3f}")
 
