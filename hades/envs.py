@@ -172,6 +172,7 @@ def _brax_fns(name: str, backend: str, episode_length: int) -> tuple[Callable, C
 
 def _gymnax_fns(name: str, episode_length: int) -> tuple[Callable, Callable]:
     import gymnax
+    import jax.numpy as jnp
 
     env, params = gymnax.make(name)
     params = params.replace(max_steps_in_episode=episode_length)
@@ -181,8 +182,9 @@ def _gymnax_fns(name: str, episode_length: int) -> tuple[Callable, Callable]:
         return obs.reshape(-1).astype("float32"), state
 
     def step(key, state, action):
-        obs, state, reward, done, _ = env.step(key, state, action, params)
-        return obs.reshape(-1).astype("float32"), state, reward, done
+        # gymnax 1.x returns (obs, state, reward, terminated, truncated, info)
+        obs, state, reward, terminated, truncated, _ = env.step(key, state, action, params)
+        return obs.reshape(-1).astype("float32"), state, reward, jnp.logical_or(terminated, truncated)
 
     return reset, step
 
