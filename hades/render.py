@@ -64,6 +64,7 @@ _ROOT_DROPPED = {"hopper": 1, "walker2d": 1, "halfcheetah": 1, "ant": 2, "humano
 _HEIGHT_OBSERVED = ("hopper", "walker2d")
 # Envs with a free root joint: q[3:7] is a quaternion.
 _FREE_ROOT = ("ant", "humanoid", "humanoidstandup")
+RENDERABLE_BRAX_ENVS = (*_ROOT_DROPPED, "reacher", "inverted_double_pendulum")
 
 
 class RenderError(HadesError, RuntimeError):
@@ -229,6 +230,8 @@ def brax_poses(env_name: str, obs: np.ndarray, mj_model) -> tuple[np.ndarray, np
     Coordinates an observation leaves out (the root's x, and y for 3-D bodies) are set to 0;
     velocities the observation does not hold are set to 0 (they do not change a picture).
     """
+    if env_name not in RENDERABLE_BRAX_ENVS:
+        raise SpecError(f"rendering is not supported for {env_name}")
     obs = np.asarray(obs, np.float64).reshape(len(obs), -1)
     nq, nv = int(mj_model.nq), int(mj_model.nv)
     count = len(obs)
@@ -279,6 +282,11 @@ def _unit_quaternions(quats: np.ndarray) -> np.ndarray:
 # -- Brax drawing ----------------------------------------------------------------------------------
 
 def _brax_env(spec: EnvSpec, backend: str | None):
+    return _cached_brax_env(spec.name, spec.check_backend(backend))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_brax_env(env_name: str, backend: str):
     import warnings
 
     from hades.envs import import_brax
@@ -286,11 +294,11 @@ def _brax_env(spec: EnvSpec, backend: str | None):
     brax_envs = import_brax()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return brax_envs.get_environment(env_name=spec.name, backend=spec.check_backend(backend))
+        return brax_envs.get_environment(env_name=env_name, backend=backend)
 
 
 def _render_brax_poses(spec: EnvSpec, backend: str | None, raw: np.ndarray, width: int, height: int) -> list[np.ndarray]:
-    if spec.name not in _ROOT_DROPPED and spec.name not in ("reacher", "inverted_double_pendulum"):
+    if spec.name not in RENDERABLE_BRAX_ENVS:
         raise SpecError(f"rendering is not supported for {spec.name}")
     env = _brax_env(spec, backend)
     q, qd = brax_poses(spec.name, raw, env.sys.mj_model)
