@@ -90,6 +90,8 @@ class Policy:
         expected = None
         if path.is_dir():
             section, _ = read_card(path)
+            if section.get("kind", "policy") != "policy":
+                raise FormatError(f"{path} holds a {section.get('kind')!r}, not a policy; give a folder written by train-from --save")
             expected = section.get("sha256")
             path = path / POLICY_FILE
         data = read_bytes(path)

@@ -13,10 +13,24 @@ from hades.errors import SpecError
 
 
 def _progress_bar(label: str):
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    # On stderr, and only on a terminal: stdout carries the results (--json), and rich writes a
+    # stray newline when a transient display stops on a non-terminal.
+    console = Console(stderr=True)
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=True)
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=True,
+                    console=console, disable=not console.is_terminal)
+
+
+def _check_save_target(folder: Path) -> None:
+    """Refuse a --save folder that cannot be created before spending time on training."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise SpecError(f"--save {folder}: {path} is a file, not a folder; give a folder for the policies")
+            return
 
 
 def _protocol(spec, envs: int, eval_steps: Optional[int], episodes: Optional[int], greedy: bool):
@@ -81,6 +95,8 @@ def train_from_command(
     protocol = _protocol(data.env_spec, envs, eval_steps, episodes, greedy)
     if backend is not None:
         data.env_spec.check_backend(backend)
+    if save is not None:
+        _check_save_target(save)
     with _progress_bar("train-from") as bar:
         task = bar.add_task(f"compiling ({data.env}, {seeds} seeds)", total=seeds)
 
@@ -105,24 +121,36 @@ def train_from_command(
 
 
 def _save_policies(result, data, dataset_id: str, folder: Path) -> list[Path]:
+    import shutil
+
     import jax
     import numpy as np
 
+    from hades.errors import HadesError
     from hades.policy_io import Policy
     from hades.provenance import provenance
 
+    created = not folder.exists()
     paths = []
-    for index, seed in enumerate(result.seeds):
-        params = jax.tree.map(lambda x: np.asarray(x[index]), result.params)
-        info = {
-            "backend": data.backend, "seed": seed,
-            "dataset": {"name": dataset_id, "sha256": data.sha256, "pairs": data.pairs},
-            "evaluation": {"protocol": result.protocol.to_dict(), "mean_return": float(result.returns[index]),
-                           "episodes": int(result.episodes[index])},
-            "provenance": provenance(seed),
-        }
-        policy = Policy(params, data.env, result.recipe, data.normalization, data.obs_mean, data.obs_var, info)
-        paths.append(policy.save(folder / f"seed{seed}"))
+    try:
+        for index, seed in enumerate(result.seeds):
+            params = jax.tree.map(lambda x: np.asarray(x[index]), result.params)
+            info = {
+                "backend": data.backend, "seed": seed,
+                "dataset": {"name": dataset_id, "sha256": data.sha256, "pairs": data.pairs},
+                "evaluation": {"protocol": result.protocol.to_dict(), "mean_return": float(result.returns[index]),
+                               "episodes": int(result.episodes[index])},
+                "provenance": provenance(seed),
+            }
+            policy = Policy(params, data.env, result.recipe, data.normalization, data.obs_mean, data.obs_var, info)
+            paths.append(policy.save(folder / f"seed{seed}"))
+    except OSError as exc:
+        # Leave nothing half-written: the policies of this run go, and the folder if this run made it.
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise HadesError(f"cannot write the policies under {folder}: {exc.strerror or exc}") from None
     return paths
 
 
