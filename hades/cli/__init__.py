@@ -10,7 +10,8 @@ import os
 import sys
 
 import typer
-from typer import _click as click  # typer bundles its own click
+from typer import exceptions as typer_exceptions
+from typer._click import exceptions as click_exceptions  # typer bundles its own click
 
 from hades.errors import HadesError
 
@@ -55,11 +56,11 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(args=argv, prog_name="hades", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except typer.Exit as exc:
+    except typer_exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer_exceptions.Abort:
         _fail("aborted")
-    except click.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         if debug:
             raise
         exc.show()
