@@ -234,6 +234,14 @@ def make_fitness(config: DistillConfig, obs_mean, obs_var):
     return fitness
 
 
+def _strong(x):
+    """The same value without weak typing: carries must keep one exact type across chunks."""
+    import jax.numpy as jnp
+
+    x = jnp.asarray(x)
+    return jnp.asarray(x, dtype=x.dtype)
+
+
 def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None):
     """Return ``(init_state(key), run_chunk(state, length))``; ``run_chunk`` is one jitted scan."""
     import jax
@@ -255,7 +263,10 @@ def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None):
     def init_state(key):
         key, init_key = jax.random.split(key)
         mean = {name: jnp.zeros(shape) for name, shape in solution_layout(config).items()}
-        return {"key": key, "es": strategy.init(init_key, mean, es_params)}
+        state = {"key": key, "es": strategy.init(init_key, mean, es_params)}
+        # Give the state the exact (strong) dtypes a chunk returns, so the first chunk, later
+        # chunks and a resumed run all use one compiled program.
+        return jax.tree.map(_strong, state)
 
     def generation(state, _):
         key, ask_key, init_key, eval_key, tell_key = jax.random.split(state["key"], 5)
@@ -267,6 +278,7 @@ def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None):
         eval_keys = jax.random.split(eval_key, inits)  # common random numbers, as for the inits
         fitness, episodes = population_fitness(population, init_keys, eval_keys)
         es_state, _ = strategy.tell(tell_key, population, -fitness, es_state, es_params)  # evosax minimises
+        es_state = jax.tree.map(_strong, es_state)
         metrics = {"mean": fitness.mean(), "max": fitness.max(), "min": fitness.min(),
                    "sigma": jnp.mean(es_state.std), "episodes": episodes.sum()}
         return {"key": key, "es": es_state}, metrics
