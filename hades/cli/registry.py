@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -89,6 +90,7 @@ def show_command(
     name: str = typer.Argument(..., metavar="NAME", help="Catalogue name, hf://ORG/NAME[@REV], file:///PATH/ORG/NAME or a path."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (card summary and all pairs)."),
     limit: int = typer.Option(32, "--limit", min=1, help="Show at most this many pairs in the table."),
+    render: Optional[Path] = typer.Option(None, "--render", metavar="PNG", help="Also draw every synthetic state into this PNG."),
 ) -> None:
     """Show a dataset's card summary and its state-action pairs."""
     from hades.registry import resolve
@@ -117,6 +119,10 @@ def show_command(
         "method": (dataset.info.get("method") or {}).get("name") if isinstance(dataset.info.get("method"), dict) else dataset.info.get("method"),
         "license": summary.get("license"), "sha256": verified.sha256,
     }
+    if render is not None:
+        from hades.render import render_states
+
+        info["render"] = str(render_states(dataset, render))
     if as_json:
         _print_json(dict(info, states=dataset.states.tolist(), actions=dataset.actions.tolist()))
         return
