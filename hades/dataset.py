@@ -159,7 +159,8 @@ class Dataset:
         with atomic_dir(path) as tmp:
             (tmp / DATA_FILE).write_bytes(data)
             sha256 = verify_checksum(data, None, "dataset")
-            (tmp / CARD_FILE).write_text(self.card(sha256, parquet=parquet), encoding="utf-8")
+            images = [name for name in ("states.png", "fitness.png") if name in (extra_files or {})]
+            (tmp / CARD_FILE).write_text(self.card(sha256, parquet=parquet, images=images), encoding="utf-8")
             if parquet:
                 self.write_parquet(tmp / PARQUET_FILE)
             for name, source in (extra_files or {}).items():
@@ -167,7 +168,7 @@ class Dataset:
                 (tmp / name).write_bytes(Path(source).read_bytes())
         return path
 
-    def card(self, sha256: str, parquet: bool = False) -> str:
+    def card(self, sha256: str, parquet: bool = False, images: list[str] | None = None) -> str:
         meta = self.metadata()
         meta["sha256"] = sha256
         license_id = str(self.info.get("license", "apache-2.0"))
@@ -175,7 +176,8 @@ class Dataset:
         card_data = {"license": license_id, "tags": tags, "pretty_name": self.info.get("name") or f"{self.env} {self.pairs} pairs", "hades": meta}
         if parquet:
             card_data["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": PARQUET_FILE}]}]
-        return render_card("dataset", card_data, meta=meta, rows=self.preview_rows(), has_parquet=parquet)
+        return render_card("dataset", card_data, meta=meta, rows=self.preview_rows(), has_parquet=parquet,
+                           images=images or [])
 
     def preview_rows(self, limit: int = 8) -> list[dict]:
         rows = []

@@ -211,8 +211,8 @@ class Distiller:
                        obs_mean if constant else None, obs_var if constant else None, info)
 
     # -- outputs ------------------------------------------------------------------------------
-    def write_outputs(self, dataset: Dataset, evaluation: dict | None = None) -> Path:
-        """Write the dataset folder (card, fitness.csv, fitness.png) next to the checkpoint."""
+    def write_outputs(self, dataset: Dataset, evaluation: dict | None = None, pictures: bool = True) -> Path:
+        """Write the dataset folder (card, fitness.csv, fitness.png, states.png) next to the checkpoint."""
         from hades.formats import atomic_dir
 
         if evaluation is not None:
@@ -224,12 +224,16 @@ class Distiller:
                 writer.writeheader()
                 writer.writerows(self.history)
             extra = {"fitness.csv": csv_path}
-            try:
-                from hades.render import fitness_plot
+            from hades.render import RenderError, fitness_plot, render_states
 
-                extra["fitness.png"] = fitness_plot(csv_path, tmp / "fitness.png")
-            except ImportError:
-                pass
+            extra["fitness.png"] = fitness_plot(csv_path, tmp / "fitness.png")
+            if pictures:
+                try:
+                    extra["states.png"] = render_states(dataset, tmp / "states.png")
+                except RenderError as exc:  # no OpenGL platform here: the card simply has no picture
+                    import warnings
+
+                    warnings.warn(f"states.png skipped: {exc}", stacklevel=2)
             staged = tmp / "dataset"
             dataset.save(staged, parquet=True, extra_files=extra)
             for item in staged.iterdir():
