@@ -167,7 +167,6 @@ def test_greedy_and_sampled_continuous_actions():
     spec, arch = get_env_spec("hopper"), PolicySpec((16,))
     network = make_network(arch, 3, False)
     params = network.init(jax.random.PRNGKey(0), jnp.zeros(11))
-    params = jax.tree.map(lambda x: x, params)
     params["params"]["log_std"] = jnp.log(jnp.asarray([0.5, 1.0, 2.0]))
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, 11))
     mean, _ = network.apply(params, obs)

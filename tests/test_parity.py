@@ -17,7 +17,7 @@ from hades.evaluate import EvalProtocol
 from hades.learn import paper_recipe
 from hades.trainfrom import train_from
 
-pytestmark = [pytest.mark.reference, pytest.mark.slow]
+pytestmark = pytest.mark.reference
 
 CASES = [
     ("brax__no_virtual_batch_norm__distill__hopper__D64__seed0.json", "running", 64, 1785.0),
@@ -56,6 +56,7 @@ def test_reference_dataset_matches_the_papers_setup(reference_dir, name, normali
         assert dataset.obs_mean is None and dataset.obs_var is None
 
 
+@pytest.mark.slow  # about a minute each on 2 cores, most of it compiling
 @pytest.mark.parametrize("name, normalization, pairs, expected", CASES, ids=["D64-running", "D4-constant"])
 def test_paper_recipe_reaches_the_published_return(reference_dir, name, normalization, pairs, expected):
     _, dataset = _load(reference_dir, name)
