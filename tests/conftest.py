@@ -7,6 +7,15 @@ from pathlib import Path
 
 import pytest
 
+# One persistent XLA compilation cache for the whole run, shared with the CLI subprocesses the tests
+# start: many tests compile the same tiny programs, and compiling dominates the suite's time.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hades-test-xla-cache-")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
 # The published datasets and result files (test material only, never copied into the repository).
 REFERENCE_DIR = Path(os.environ.get("HADES_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
 
