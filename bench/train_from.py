@@ -193,10 +193,11 @@ def print_compare(rows: list[dict], arch: str, timeout: float, info: dict) -> No
 
     table_rows = []
     for row in rows:
-        status = f"timeout (> {timeout:.0f} s) in {row.get('phase', 'start-up')}" if row["timed_out"] else "ok"
+        status = f"timeout in {row.get('phase', 'start-up')}" if row["timed_out"] else "ok"
         table_rows.append((row["mode"], str(row["seeds"]), cell(row, "trace_s"), cell(row, "compile_s"),
                            cell(row, "first_run_s"), cell(row, "run_s"), f"{row['wall_s']:.1f}", status))
-    title = f"training only, hopper, {arch}, 200 steps: seeds vmapped vs lax.map (seconds)"
+    title = (f"training only, hopper, {arch}, 200 steps: seeds vmapped vs lax.map (seconds; "
+             f"each case a fresh process, timeout {timeout:.0f} s)")
     _table(title, ("mode", "seeds", "trace", "compile", "first run", "second run", "process wall", "status"),
            table_rows, info)
 
@@ -218,7 +219,10 @@ def _table(title: str, columns, rows, info: dict) -> None:
             table.add_column(column, justify="left" if index == 0 else "right")
         for row in rows:
             table.add_row(*row)
-        Console().print(table)
+        console = Console()
+        if not console.is_terminal:  # keep rows on one line when the output goes to a file
+            console = Console(width=160)
+        console.print(table)
     load = f", load {info['load_average']}" if info.get("load_average") else ""
     print(f"{info['date']}; {info['cpu_count']} CPUs ({info['cpu']}{load}); jax {info['jax']} on "
           f"{', '.join(info['devices'])}; python {info['python']}")
