@@ -1,0 +1,75 @@
+"""Publish a finished distillation run into the bundled catalogue (``registry/``).
+
+    python bench/zoo-runs/publish.py RUN_DIR --name hopper-4pairs --version 1.0 --note "..."
+
+Re-measures architecture transfer (8 fresh inits per architecture, standard protocol), writes the
+card with it, copies the dataset folder (with fitness.csv/png and states.png) to
+``registry/NAME`` and records name, version, sha256 and the measured return in
+``registry/index.json``. Every figure it writes is printed here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ARCHS = ("2x64:relu", "2x256:tanh", "2x512:tanh", "3x256:relu")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--version", default="1.0")
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--note", default="")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+
+    from hades.dataset import Dataset
+    from hades.policy import format_arch, parse_arch
+    from hades.trainfrom import train_from
+
+    dataset = Dataset.load(args.run_dir)
+    evaluation = dict(dataset.info.get("evaluation") or {})
+    if not evaluation:
+        raise SystemExit(f"{args.run_dir} has no final evaluation; finish the run with --final-seeds first")
+    rows = []
+    for spec in ARCHS:
+        recipe = dataclasses.replace(dataset.recipe, arch=parse_arch(spec))
+        result = train_from(dataset, recipe, num_seeds=args.seeds)
+        rows.append({"arch": format_arch(recipe.arch), "mean": round(result.mean, 1), "std": round(result.std, 1),
+                     "returns": [round(float(r), 1) for r in result.returns]})
+        print(f"{rows[-1]['arch']}: {result.mean:.1f} ± {result.std:.1f}", flush=True)
+    evaluation["architectures"] = rows
+    info = {**dataset.info, "name": args.name, "catalogue_name": args.name, "evaluation": evaluation}
+    if args.note:
+        info["description"] = args.note
+    dataset = dataset.replace(info=info)
+    extra = {name: args.run_dir / name for name in ("fitness.csv", "fitness.png", "states.png")
+             if (args.run_dir / name).is_file()}
+    target = ROOT / "registry" / args.name
+    dataset.save(target, parquet=True, extra_files=extra)
+    sha256 = Dataset.load(target).sha256
+    index_path = ROOT / "registry" / "index.json"
+    index = [entry for entry in json.loads(index_path.read_text())
+             if (entry["name"], entry["version"]) != (args.name, args.version)]
+    protocol = evaluation["protocol"]
+    index.append({
+        "name": args.name, "version": args.version, "sha256": sha256, "env": dataset.env, "pairs": dataset.pairs,
+        "return": {"mean": evaluation["mean"], "std": evaluation["std"],
+                   "protocol": f"{len(evaluation['returns'])} inits x {protocol['num_envs']} envs x "
+                               f"{protocol['num_steps']} steps, {'greedy' if protocol['greedy'] else 'sampled'} actions"},
+        "license": info.get("license", "apache-2.0"), "path": args.name,
+    })
+    index_path.write_text(json.dumps(sorted(index, key=lambda e: (e["name"], e["version"])), indent=1) + "\n")
+    print(f"{args.name}@{args.version}: {dataset.env}, {dataset.pairs} pairs, return {evaluation['mean']} ± "
+          f"{evaluation['std']}, sha256 {sha256}")
+
+
+if __name__ == "__main__":
+    main()
