@@ -23,6 +23,11 @@ from hades.policy import PolicySpec
 METHODS = ("hades-r", "hades-f")
 STRATEGIES = ("open_es", "snes", "pgpe", "simple_es", "sep_cma_es", "xnes")
 SHAPINGS = ("raw", "centered_rank", "standardize", "softmax_rank")
+# evosax strategies whose update weights the population by its shaped fitness (rank weights by default),
+# and the shapings they stay stable with (unbounded utilities blow their step sizes up).
+UTILITY_STRATEGIES = ("snes", "xnes", "simple_es", "sep_cma_es")
+UTILITY_SHAPINGS = {"snes": ("centered_rank", "softmax_rank"), "xnes": ("centered_rank", "softmax_rank"),
+                    "simple_es": ("softmax_rank",), "sep_cma_es": ("softmax_rank",)}
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,9 @@ class DistillConfig:
              f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}"),
             (self.sigma > 0 and self.es_lr > 0, "sigma and the ES learning rate must be positive"),
             (self.fitness_shaping in SHAPINGS, f"fitness shaping must be one of {', '.join(SHAPINGS)}"),
+            (self.fitness_shaping in UTILITY_SHAPINGS.get(self.strategy, SHAPINGS),
+             f"{self.strategy} needs fitness shaping {' or '.join(UTILITY_SHAPINGS.get(self.strategy, SHAPINGS))}, "
+             f"got {self.fitness_shaping!r}"),
             (not spec.discrete or self.pairs >= spec.action_dim or self.learned_labels,
              f"{spec.name} has {spec.action_dim} actions: fixed labels need at least that many pairs"),
             ((self.recipe.loss == "cross_entropy") == spec.discrete,
@@ -108,24 +116,24 @@ def preset(name: str, env: str, pairs: int, **overrides: Any) -> DistillConfig:
     spec = get_env_spec(env)
     if name == "paper":
         if spec.discrete:
-            base = DistillConfig(spec.name, pairs, strategy="snes", population_size=2048, num_generations=2000,
-                                 recipe=paper_recipe(spec.name, True), normalization="constant", sigma=0.5,
-                                 fitness_shaping="softmax_rank", temperature=20.0,
-                                 protocol=EvalProtocol(num_envs=8, num_steps=1024), preset="paper")
+            base = dict(strategy="snes", population_size=2048, num_generations=2000,
+                        recipe=paper_recipe(spec.name, True), normalization="constant", sigma=0.5,
+                        fitness_shaping="softmax_rank", temperature=20.0,
+                        protocol=EvalProtocol(num_envs=8, num_steps=1024), preset="paper")
         else:
-            base = DistillConfig(spec.name, pairs, recipe=paper_recipe(spec.name, False), preset="paper")
+            base = dict(recipe=paper_recipe(spec.name, False), preset="paper")
     elif name == "cpu":
         recipe = paper_recipe(spec.name, spec.discrete)
         recipe = replace(recipe, arch=PolicySpec((64, 64), recipe.arch.activation))
         strategy = "snes" if spec.discrete else "open_es"
-        base = DistillConfig(spec.name, pairs, strategy=strategy, population_size=64, num_generations=200,
-                             recipe=recipe, protocol=EvalProtocol(num_envs=1, num_steps=1000),
-                             sigma=0.5 if spec.discrete else 0.03, fitness_shaping="centered_rank",
-                             es_lr=0.05, preset="cpu")
+        base = dict(strategy=strategy, population_size=64, num_generations=200,
+                    recipe=recipe, protocol=EvalProtocol(num_envs=1, num_steps=1000),
+                    sigma=0.5 if spec.discrete else 0.03, fitness_shaping="centered_rank",
+                    es_lr=0.05, preset="cpu")
     else:
         raise SpecError(f"unknown preset {name!r}; choose paper or cpu")
-    try:
-        return replace(base, **overrides)
+    try:  # one construction, so the settings are checked together (e.g. learned labels with few pairs)
+        return DistillConfig(spec.name, pairs, **{**base, **overrides})
     except ValueError as exc:
         raise SpecError(f"bad distillation settings: {exc}") from None
 
@@ -168,6 +176,13 @@ def make_strategy(config: DistillConfig):
         "standardize": shaping.standardize_fitness_shaping_fn,
         "softmax_rank": shaping.weights_fitness_shaping_fn,
     }[config.fitness_shaping]
+    if config.strategy in UTILITY_STRATEGIES and config.fitness_shaping != "softmax_rank":
+        # These strategies read the shaped fitness as utilities (higher is better), while the other
+        # shapings keep evosax's minimising order (lower is better): flip it, or they climb the loss.
+        minimising_shaping = shaping_fn
+
+        def shaping_fn(population, fitness, state, params):
+            return -minimising_shaping(population, fitness, state, params)
     size = config.population_size
     if config.strategy == "open_es":
         strategy = algorithms.Open_ES(
