@@ -37,9 +37,24 @@ def distill_command(
     checkpoint_every: int = typer.Option(10, "--checkpoint-every", min=1, help="Generations per jitted chunk and checkpoint."),
     devices: Optional[int] = typer.Option(None, "--devices", min=1, help="Devices to shard the population over (default: all; on CPU one per core)."),
     final_seeds: int = typer.Option(8, "--final-seeds", min=0, help="Fresh inits for the final evaluation (0 skips it)."),
+    final_eval_envs: int = typer.Option(4, "--final-eval-envs", min=1, help="Envs per policy in the final evaluation."),
+    final_eval_steps: int = typer.Option(1024, "--final-eval-steps", min=1, help="Env steps per policy in the final evaluation."),
+    coordinator: Optional[str] = typer.Option(
+        None, "--coordinator", envvar="HADES_COORDINATOR", rich_help_panel="Multi-host",
+        help="HOST:PORT of process 0: join a multi-host run through jax.distributed."),
+    num_processes: Optional[int] = typer.Option(
+        None, "--num-processes", envvar="HADES_NUM_PROCESSES", min=1, rich_help_panel="Multi-host",
+        help="Processes in the multi-host run."),
+    process_id: Optional[int] = typer.Option(
+        None, "--process-id", envvar="HADES_PROCESS_ID", min=0, rich_help_panel="Multi-host",
+        help="This process's id, 0..N-1; process 0 writes the outputs."),
 ):
-    """Distil a synthetic dataset with HaDES (evolution strategies over state-action pairs)."""
-    from hades.runner import configure_devices
+    """Distil a synthetic dataset with HaDES (evolution strategies over state-action pairs).
+
+    Several hosts share one run when every one starts the same command with --coordinator, --num-processes
+    and its own --process-id; --devices then counts devices per process.
+    """
+    from hades.runner import configure_devices, initialize_distributed
 
     configure_devices(devices)
 
@@ -49,7 +64,7 @@ def distill_command(
     from hades.evaluate import EvalProtocol
     from hades.policy import parse_arch
 
-    config = make_preset(preset, env, pairs, seed=seed)
+    config = make_preset(preset, env, pairs, seed=seed, learned_labels=learned_labels)
     recipe = config.recipe
     if arch is not None:
         recipe = dataclasses.replace(recipe, arch=parse_arch(arch))
@@ -67,36 +82,60 @@ def distill_command(
         config = dataclasses.replace(config, **overrides)
     except ValueError as exc:
         raise SpecError(f"bad distillation settings: {exc}") from None
+    final_protocol = EvalProtocol(final_eval_envs, final_eval_steps)
     out = out or Path(f"{config.env}-D{config.pairs}-{config.method}-seed{config.seed}")
-    _run(config, out, resume, checkpoint_every, devices, final_seeds)
+    # Settings are checked first, so a bad option fails fast instead of after joining the other hosts.
+    initialize_distributed(coordinator, num_processes, process_id)
+    _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol)
 
 
-def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int) -> None:
+def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int, final_protocol=None) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     import jax
 
-    from hades.runner import Distiller, final_evaluation
+    from hades.evaluate import EvalProtocol
+    from hades.runner import Distiller, final_evaluation, is_lead_process, shutdown_distributed
 
     console = Console(stderr=True)
     distiller = Distiller(config, out, checkpoint_every, devices)
-    console.print(f"distilling {config.env}, {config.pairs} pairs, {config.method}/{config.strategy}, population "
-                  f"{config.population_size} on {len(jax.devices())} {jax.default_backend()} device(s) -> {out}")
+    hosts = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    if not is_lead_process():
+        # The other processes compute; process 0 shows progress and writes every file.
+        console.print(f"process {jax.process_index()} of {jax.process_count()}: computing its share of the population")
+        try:
+            distiller.run(resume=resume)
+        finally:
+            shutdown_distributed()
+        Console().print(f"process {jax.process_index()} done")
+        return
     columns = (TextColumn("gen"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("distill", total=config.num_generations, stats="compiling")
+    bar = Progress(*columns, console=console)
+    task = None
 
-        def on_progress(progress):
-            stats = "compiling" if progress.generation == 0 else f"mean {progress.mean:.1f} best {progress.best:.1f}"
-            bar.update(task, completed=progress.generation, stats=stats)
+    def on_progress(progress):
+        nonlocal task
+        if task is None:  # the run has started: settings, output folder and checkpoint are good
+            console.print(f"distilling {config.env}, {config.pairs} pairs, {config.method}/{config.strategy}, population "
+                          f"{config.population_size} on {len(jax.devices())} {jax.default_backend()} device(s){hosts} -> {out}")
+            bar.start()
+            task = bar.add_task("distill", total=config.num_generations, stats="compiling")
+        stats = f"mean {progress.mean:.1f} best {progress.best:.1f}" if progress.generation else "compiling"
+        bar.update(task, completed=progress.generation, stats=stats)
 
+    try:
         dataset = distiller.run(resume=resume, on_progress=on_progress)
+    finally:
+        bar.stop()
+        shutdown_distributed()  # the rest is process 0's alone
     evaluation = None
     if final_seeds:
-        console.print(f"final evaluation: {final_seeds} fresh inits, recipe from the card, standard protocol")
-        evaluation = final_evaluation(dataset, final_seeds)
+        protocol = final_protocol or EvalProtocol()
+        console.print(f"final evaluation: {final_seeds} fresh inits, recipe from the card, "
+                      f"{protocol.num_envs} envs x {protocol.num_steps} steps")
+        evaluation = final_evaluation(dataset, final_seeds, protocol)
     distiller.write_outputs(dataset, evaluation)
     summary = f"wrote {out}"
     if evaluation:
