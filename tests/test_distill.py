@@ -1,0 +1,347 @@
+"""``hades distill``: the CLI end to end, learning, resuming bit for bit, methods, strategies and bad settings.
+
+Compiling one generation program costs tens of seconds on a small CPU, so the tests share them: one
+module-scoped run backs the learning and resume tests (the resumed runs load its program from the
+suite's persistent compilation cache, see conftest.py), and the CLI test compiles its own run once.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import run_cli, tiny_recipe
+
+import hades
+from hades.distill import DistillConfig, make_strategy, preset, solution_layout
+from hades.errors import CheckpointError, SpecError, UnknownEnvError
+from hades.evaluate import EvalProtocol
+from hades.runner import CSV_COLUMNS, Distiller, initialize_distributed
+
+TINY_CLI = ["--preset", "cpu", "--population", "8", "--inner-steps", "20", "--arch", "16,16:tanh",
+            "--eval-envs", "2", "--eval-steps", "50"]
+
+
+def _front_matter(card: Path) -> dict:
+    return yaml.safe_load(card.read_text(encoding="utf-8").split("---\n", 2)[1])
+
+
+def _without_timing(history: list[dict]) -> list[dict]:
+    return [{key: value for key, value in row.items() if key != "seconds"} for row in history]
+
+
+# -- the CLI, end to end ---------------------------------------------------------------------------
+
+def test_cli_distills_a_dataset_that_train_from_loads(tmp_path):
+    out = tmp_path / "hopper-run"
+    result = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--generations", "4", "--checkpoint-every", "2",
+                     "--final-seeds", "2", "--final-eval-envs", "2", "--final-eval-steps", "50", "--out", out)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.replace("\n", "")  # rich wraps long lines where there is no terminal
+    assert printed.startswith(f"wrote {out}") and "mean return" in printed and "over 2 inits" in printed
+
+    for name in ("dataset.safetensors", "README.md", "fitness.csv", "fitness.png", "data/train.parquet",
+                 "checkpoint/state.msgpack"):
+        assert (out / name).is_file(), name
+    assert (out / "fitness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["hopper-run"]  # nothing staged is left behind
+
+    # fitness.csv: the documented columns, one row per generation
+    with open(out / "fitness.csv", newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS == (
+            "generation", "mean", "max", "min", "sigma", "episodes", "env_steps", "seconds")
+        rows = list(reader)
+    assert [int(row["generation"]) for row in rows] == [1, 2, 3, 4]
+    steps_per_generation = 8 * 2 * 2 * 50  # population x inits (cpu preset) x envs x steps
+    assert [int(row["env_steps"]) for row in rows] == [steps_per_generation * g for g in (1, 2, 3, 4)]
+    for row in rows:
+        low, mean, high = float(row["min"]), float(row["mean"]), float(row["max"])
+        assert all(math.isfinite(x) for x in (low, mean, high)) and low <= mean <= high
+        assert math.isclose(float(row["sigma"]), 0.03, rel_tol=1e-5)  # OpenES, constant sigma
+        assert int(row["episodes"]) >= 0 and float(row["seconds"]) >= 0
+
+    # the dataset: format v1, verified on load, with method, provenance, fitness summary and evaluation
+    dataset = hades.Dataset.load(out)
+    assert dataset.env == "hopper" and dataset.normalization == "running"
+    assert dataset.states.shape == (4, 11) and dataset.actions.shape == (4, 3)
+    assert np.isfinite(dataset.states).all() and np.isfinite(dataset.actions).all()
+    meta = _front_matter(out / "README.md")["hades"]
+    assert meta["format_version"] == 1 and meta["sha256"] == dataset.sha256
+    method = meta["method"]
+    assert (method["name"], method["strategy"], method["preset"]) == ("hades-r", "open_es", "cpu")
+    assert method["generations"] == 4 and method["population_size"] == 8 and method["inits_per_generation"] == 2
+    assert method["env_steps"] == 4 * steps_per_generation
+    assert method["final_population_mean_fitness"] == pytest.approx(float(rows[-1]["mean"]))
+    assert method["best_population_mean_fitness"] == pytest.approx(max(float(row["mean"]) for row in rows))
+    config = DistillConfig.from_dict(method["config"])
+    assert config.population_size == 8 and config.num_generations == 4
+    assert config.recipe.arch.hidden == (16, 16) and config.recipe.steps == 20
+    assert (config.protocol.num_envs, config.protocol.num_steps) == (2, 50)
+    assert meta["recipe"] == config.recipe.to_dict()  # the default recipe of train-from
+    provenance = meta["provenance"]
+    assert provenance["seed"] == 0 and "jax" in provenance["versions"] and "evosax" in provenance["versions"]
+    assert provenance["command"].startswith("hades distill hopper --pairs 4")
+    evaluation = meta["evaluation"]
+    assert evaluation["protocol"]["num_envs"] == 2 and evaluation["protocol"]["num_steps"] == 50
+    assert evaluation["seeds"] == [0, 1] and len(evaluation["returns"]) == 2
+    assert evaluation["mean"] == pytest.approx(float(np.mean(evaluation["returns"])), abs=0.02)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "## Method" in card and "## Evaluation" in card
+
+    # train-from loads it, with the card's recipe by default
+    trained = run_cli("train-from", out, "--steps", "20", "--seeds", "2", "--envs", "2", "--eval-steps", "50", "--json")
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["dataset"]["sha256"] == dataset.sha256
+    assert report["recipe"]["arch"]["hidden"] == [16, 16] and len(report["returns"]) == 2
+    assert all(math.isfinite(r) for r in report["returns"])
+
+    # the finished folder is not overwritten by a fresh run, nor resumed with other settings
+    again = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--generations", "4", "--out", out)
+    assert again.returncode == 1 and "already exists and is not empty" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
+    other = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--generations", "4", "--sigma", "0.05",
+                    "--resume", "--out", out)
+    assert other.returncode == 1 and "other settings" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    assert hades.Dataset.load(out).sha256 == dataset.sha256
+
+
+# -- learning and resuming: one compiled program, shared through the persistent cache ---------------
+
+LEARN_GENERATIONS = 16
+LEARN_CHUNK = 4
+
+
+def learning_config(**overrides) -> DistillConfig:
+    """Cheap enough to compile once and run in seconds, yet learning within a few generations."""
+    from hades.learn import Recipe
+    from hades.policy import PolicySpec
+
+    recipe = Recipe(PolicySpec((16, 16), "tanh"), "gaussian_nll", 0.03, 20, 0.5)
+    settings = dict(population_size=32, num_inits=2, num_generations=LEARN_GENERATIONS, recipe=recipe,
+                    protocol=EvalProtocol(1, 100, episode_length=100), seed=0)
+    settings.update(overrides)
+    return preset("cpu", "inverted_double_pendulum", 4, **settings)
+
+
+@pytest.fixture(scope="module")
+def learning_run(tmp_path_factory):
+    """``(config, distiller, dataset)`` of one uninterrupted run, in chunks of LEARN_CHUNK generations."""
+    config = learning_config()
+    distiller = Distiller(config, tmp_path_factory.mktemp("learn") / "run", checkpoint_every=LEARN_CHUNK, num_devices=1)
+    dataset = distiller.run()
+    return config, distiller, dataset
+
+
+def test_fitness_improves_over_generations(learning_run):
+    _, distiller, dataset = learning_run
+    means = [row["mean"] for row in distiller.history]
+    assert len(means) == LEARN_GENERATIONS and all(math.isfinite(m) for m in means)
+    first, last = float(np.mean(means[:3])), float(np.mean(means[-3:]))
+    assert last > first * 1.25, means
+    assert dataset.info["method"]["best_population_mean_fitness"] == max(means)
+
+
+def test_resume_ends_bit_for_bit_where_an_uninterrupted_run_ends(learning_run, tmp_path):
+    config, full, full_dataset = learning_run
+    out = tmp_path / "run"
+    # interrupted after the first checkpoint ...
+    first = Distiller(dataclasses.replace(config, num_generations=LEARN_CHUNK), out, LEARN_CHUNK, num_devices=1)
+    first.run()
+    assert (out / "checkpoint" / "state.msgpack").is_file() and len(first.history) == LEARN_CHUNK
+    # ... then resumed to the end: num_generations is not part of the fingerprint
+    assert config.fingerprint() == dataclasses.replace(config, num_generations=LEARN_CHUNK).fingerprint()
+    resumed = Distiller(config, out, LEARN_CHUNK, num_devices=1)
+    progress = []
+    dataset = resumed.run(resume=True, on_progress=progress.append)
+    assert progress[0].generation == LEARN_CHUNK and progress[-1].generation == LEARN_GENERATIONS
+
+    assert _without_timing(resumed.history) == _without_timing(full.history)
+    assert np.array_equal(dataset.states, full_dataset.states) and np.array_equal(dataset.actions, full_dataset.actions)
+    # The card records the git commit at the time of the run; HEAD may move between the two runs.
+    same_provenance = {**dataset.info, "provenance": full_dataset.info["provenance"]}
+    assert dataset.replace(info=same_provenance).to_bytes() == full_dataset.to_bytes()
+
+
+def test_resume_refuses_other_settings_a_missing_checkpoint_and_a_used_folder(learning_run, tmp_path):
+    config, full, _ = learning_run
+    finished = full.out
+    with pytest.raises(CheckpointError, match="other settings"):
+        Distiller(dataclasses.replace(config, sigma=0.05), finished, LEARN_CHUNK).run(resume=True)
+    with pytest.raises(CheckpointError, match="other settings"):
+        Distiller(dataclasses.replace(config, seed=1), finished, LEARN_CHUNK).run(resume=True)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Distiller(config, tmp_path / "empty", LEARN_CHUNK).run(resume=True)
+    with pytest.raises(SpecError, match="not empty"):
+        Distiller(config, finished, LEARN_CHUNK).run()
+    broken = tmp_path / "broken"
+    (broken / "checkpoint").mkdir(parents=True)
+    (broken / "checkpoint" / "state.msgpack").write_bytes(b"\x00not msgpack")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        Distiller(config, broken, LEARN_CHUNK).run(resume=True)
+
+
+# -- methods and strategies ------------------------------------------------------------------------
+
+def test_hades_f_uses_one_fixed_init_whatever_num_inits_says():
+    config = preset("cpu", "hopper", 4, method="hades-f", num_inits=3)
+    assert config.inits_per_generation == 1
+    assert config.env_steps_per_generation == config.population_size * 1 * 1 * 1000
+    assert preset("cpu", "hopper", 4, num_inits=3).inits_per_generation == 3
+
+
+@pytest.mark.slow
+def test_hades_f_runs_and_records_one_init(tmp_path):
+    config = preset("cpu", "hopper", 4, method="hades-f", num_inits=2, population_size=8, num_generations=1,
+                    recipe=tiny_recipe(), protocol=EvalProtocol(1, 50))
+    distiller = Distiller(config, tmp_path / "run", checkpoint_every=1, num_devices=1)
+    dataset = distiller.run()
+    assert dataset.info["method"]["name"] == "hades-f" and dataset.info["method"]["inits_per_generation"] == 1
+    assert distiller.history[0]["env_steps"] == 8 * 1 * 1 * 50
+    assert dataset.states.shape == (4, 11) and dataset.actions.shape == (4, 3)
+
+
+@pytest.mark.slow
+def test_snes_softmax_rank_on_breakout_yields_an_int_labelled_dataset(tmp_path):
+    # 7 pairs, 3 actions: two states per action, the seventh is unused
+    config = preset("cpu", "Breakout-MinAtar", 7, strategy="snes", fitness_shaping="softmax_rank", population_size=8,
+                    num_generations=1, num_inits=1, recipe=tiny_recipe(discrete=True), protocol=EvalProtocol(1, 50))
+    distiller = Distiller(config, tmp_path / "run", checkpoint_every=1, num_devices=1)
+    dataset = distiller.run()
+    assert np.issubdtype(dataset.actions.dtype, np.integer)
+    assert dataset.actions.tolist() == [0, 0, 1, 1, 2, 2]
+    assert dataset.states.shape == (6, 400)
+    assert math.isfinite(distiller.history[0]["mean"]) and distiller.history[0]["sigma"] > 0
+    distiller.write_outputs(dataset)
+    assert hades.Dataset.load(tmp_path / "run").actions.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def _climb_quadratic(config: DistillConfig, generations: int = 60) -> tuple[float, float]:
+    """Drive the strategy as ``make_generation`` does (tell gets ``-fitness``) on a fitness whose maximum
+    is at 0.5 everywhere; return the distance to it before and after."""
+    import jax
+    import jax.numpy as jnp
+
+    strategy, params = make_strategy(config)
+    layout = solution_layout(config)
+
+    def fitness(candidate):  # to be maximised, like a return
+        return -sum(jnp.sum(jnp.square(candidate[name] - 0.5)) for name in layout)
+
+    def generation(state, key):
+        ask_key, tell_key = jax.random.split(key)
+        population, state = strategy.ask(ask_key, state, params)
+        values = jax.vmap(fitness)(population)
+        state, _ = strategy.tell(tell_key, population, -values, state, params)
+        return state, None
+
+    zeros = {name: jnp.zeros(shape) for name, shape in layout.items()}
+    state = strategy.init(jax.random.PRNGKey(0), zeros, params)
+    keys = jax.random.split(jax.random.PRNGKey(1), generations)
+    state, _ = jax.jit(lambda state: jax.lax.scan(generation, state, keys))(state)
+    return float(-fitness(zeros)), float(-fitness(strategy.get_mean(state)))
+
+
+STRATEGY_CASES = [("open_es", "raw"), ("open_es", "centered_rank"), ("snes", "centered_rank"), ("snes", "softmax_rank")]
+MORE_STRATEGY_CASES = [("open_es", "standardize"), ("pgpe", "centered_rank"), ("pgpe", "raw"), ("xnes", "centered_rank"),
+                       ("xnes", "softmax_rank"), ("simple_es", "softmax_rank"), ("sep_cma_es", "softmax_rank")]
+
+
+@pytest.mark.parametrize(("strategy", "shaping"), STRATEGY_CASES + [
+    pytest.param(*case, marks=pytest.mark.slow) for case in MORE_STRATEGY_CASES])
+def test_strategies_climb_towards_the_maximum(strategy, shaping):
+    sigma = 0.03 if strategy == "open_es" else 0.5
+    config = DistillConfig("hopper", 1, strategy=strategy, fitness_shaping=shaping, population_size=16, sigma=sigma,
+                           es_lr=0.01)
+    before, after = _climb_quadratic(config)
+    assert math.isfinite(after) and after < 0.5 * before, (before, after)
+
+
+def test_softmax_rank_weights_favour_the_best():
+    _, params = make_strategy(preset("paper", "Breakout-MinAtar", 6, population_size=16))
+    weights = np.asarray(params.weights)
+    assert weights.shape == (16,) and abs(weights.sum()) < 1e-5
+    assert (np.diff(weights) < 0).all()  # rank 0 (the lowest -return, i.e. the best) weighs most
+
+
+# -- bad settings ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"population_size": 7}, "even number"),
+    ({"population_size": 0}, "even number"),
+    ({"strategy": "adam"}, "strategy must be one of"),
+    ({"method": "hades-x"}, "method must be one of"),
+    ({"fitness_shaping": "ranks"}, "fitness shaping must be one of"),
+    ({"strategy": "simple_es", "fitness_shaping": "centered_rank"}, "simple_es needs fitness shaping softmax_rank"),
+    ({"strategy": "snes", "fitness_shaping": "raw"}, "snes needs fitness shaping"),
+    ({"num_generations": 0}, "generations must be at least 1"),
+    ({"normalization": "batch"}, "normalization must be one of"),
+    ({"sigma": 0.0}, "must be positive"),
+])
+def test_bad_configs_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        DistillConfig("hopper", 4, **overrides)
+    with pytest.raises(SpecError, match=message):
+        preset("cpu", "hopper", 4, **overrides)
+
+
+def test_losses_and_labels_must_fit_the_env():
+    with pytest.raises(ValueError, match="does not fit"):
+        DistillConfig("hopper", 4, recipe=tiny_recipe(discrete=True))
+    with pytest.raises(ValueError, match="does not fit"):
+        DistillConfig("Breakout-MinAtar", 6, recipe=tiny_recipe())
+    with pytest.raises(ValueError, match="fixed labels need at least"):
+        DistillConfig("Breakout-MinAtar", 2, recipe=tiny_recipe(discrete=True))
+    with pytest.raises(UnknownEnvError, match="did you mean 'hopper'"):
+        DistillConfig("hoper", 4)
+    with pytest.raises(SpecError, match="unknown preset"):
+        preset("laptop", "hopper", 4)
+    with pytest.raises(SpecError, match="rank weights"):
+        make_strategy(DistillConfig("hopper", 4, fitness_shaping="softmax_rank"))
+
+
+def test_multi_host_settings_are_checked_before_joining():
+    assert initialize_distributed() is False  # no coordinator: a single-process run
+    with pytest.raises(SpecError, match="--coordinator"):
+        initialize_distributed(None, 2, 0)
+    with pytest.raises(SpecError, match="--num-processes and --process-id"):
+        initialize_distributed("127.0.0.1:1234", 2, None)
+    with pytest.raises(SpecError, match="process id must be in 0..1"):
+        initialize_distributed("127.0.0.1:1234", 2, 2)
+    with pytest.raises(SpecError, match="HOST:PORT"):
+        initialize_distributed("localhost", 2, 0)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["hopper", "--pairs", "4", "--population", "7"], "even number"),
+    (["hopper", "--pairs", "4", "--strategy", "adam"], "strategy must be one of"),
+    (["hopper", "--pairs", "4", "--method", "hades-x"], "method must be one of"),
+    (["hopper", "--pairs", "4", "--preset", "laptop"], "unknown preset"),
+    (["hoper", "--pairs", "4"], "unknown environment"),
+    (["Breakout-MinAtar", "--pairs", "2"], "fixed labels need at least"),
+    (["hopper", "--pairs", "4", "--arch", "16,16:nope"], ""),
+    (["hopper", "--pairs", "4", "--num-processes", "2", "--process-id", "0"], "--coordinator"),
+    (["hopper", "--pairs", "4", "--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
+])
+def test_cli_bad_settings_print_one_line_and_exit_1(tmp_path, args, message):
+    out = tmp_path / "run"
+    result = run_cli("distill", *args, "--out", out)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    assert not out.exists()
+
+
+def test_cli_resume_without_a_checkpoint_exits_1(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--resume", "--out", out)
+    assert result.returncode == 1 and "no checkpoint" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
