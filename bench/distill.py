@@ -1,0 +1,212 @@
+"""Throughput of `hades distill`: seconds per generation and env steps per second, against raw Brax.
+
+    python bench/distill.py [--env hopper] [--pairs 4] [--population 32] [--arch 64,64:tanh]
+                            [--inits 1] [--eval-envs 1] [--eval-steps 1000] [--inner-steps 200]
+                            [--generations 2] [--repeats 3] [--devices 1,2] [--json] [--json-out FILE]
+
+For each device count, a fresh process (the XLA CPU device count is fixed when jax is imported)
+runs the real distillation loop (:class:`hades.runner.Distiller`, one jitted chunk of
+``--generations`` generations per checkpoint) for 1 + ``--repeats`` chunks: the first compiles and
+warms up, the others are timed by the runner's own clock. In the same process it then times a raw
+rollout of the same env and backend with uniformly random actions, the same total batch (population
+x inits x eval envs, split over the same devices) and the same number of steps: one call to
+compile, then ``--repeats`` timed calls. The table shows the fastest repeat of each (the least
+disturbed by other work on the machine); the JSON has every repeat.
+
+Columns: devices, s/gen, env steps/s (of the distillation: population x inits x envs x steps per
+generation, divided by s/gen), raw env steps/s, ratio (distillation / raw, in %: the rest is the
+inner training loop, the policy, sampling, normalisation and the ES itself), and speedup of s/gen
+against the first device count listed. The load average is printed too: on a shared machine the
+numbers are only as good as the CPU time the process got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def build_config(args):
+    import dataclasses
+
+    from hades.distill import preset
+    from hades.envs import get_env_spec
+    from hades.evaluate import EvalProtocol
+    from hades.learn import paper_recipe
+    from hades.policy import parse_arch
+
+    spec = get_env_spec(args.env)
+    recipe = dataclasses.replace(paper_recipe(spec.name, spec.discrete), arch=parse_arch(args.arch))
+    if args.inner_steps is not None:
+        recipe = dataclasses.replace(recipe, steps=args.inner_steps)
+    return preset("cpu", spec.name, args.pairs, population_size=args.population, num_inits=args.inits,
+                  num_generations=(1 + args.repeats) * args.generations, recipe=recipe,
+                  protocol=EvalProtocol(args.eval_envs, args.eval_steps))
+
+
+def time_distillation(config, generations: int, devices: int) -> dict:
+    """Chunks of ``generations``: the first compiles and warms up, the others are timed (by the runner)."""
+    from hades.runner import Distiller
+
+    with tempfile.TemporaryDirectory() as tmp:
+        distiller = Distiller(config, Path(tmp) / "run", checkpoint_every=generations, num_devices=devices)
+        distiller.run()
+    history = distiller.history
+    per_chunk = [history[index]["seconds"] for index in range(0, len(history), generations)]
+    seconds = min(per_chunk[1:])
+    return {"s_per_gen": seconds, "s_per_gen_repeats": per_chunk[1:], "warmup_s": round(per_chunk[0] * generations, 2),
+            "env_steps_per_gen": config.env_steps_per_generation,
+            "env_steps_per_s": config.env_steps_per_generation / seconds,
+            "final_mean_fitness": history[-1]["mean"]}
+
+
+def time_raw_rollout(config, devices: int, repeats: int) -> dict:
+    """Random actions in ``population x inits x envs`` envs for ``num_steps``, sharded like the population."""
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import PartitionSpec as P
+
+    from hades.envs import VecEnv, get_env_spec
+    from hades.runner import make_mesh
+
+    spec = get_env_spec(config.env)
+    batch = config.population_size * config.inits_per_generation * config.protocol.num_envs
+    steps = config.protocol.num_steps
+    mesh = make_mesh(config, devices)
+    shards = mesh.size if mesh is not None else 1
+    env = VecEnv(spec, batch // shards, config.backend)
+
+    def rollout(keys):
+        key = keys[0]
+        obs, state = env.reset(key)
+
+        def body(carry, step_key):
+            state, total = carry
+            act_key, env_key = jax.random.split(step_key)
+            if spec.discrete:
+                action = jax.random.randint(act_key, (env.num_envs,), 0, spec.action_dim)
+            else:
+                action = jax.random.uniform(act_key, (env.num_envs, spec.action_dim), minval=-1, maxval=1)
+            _, state, reward, _ = env.step(env_key, state, action)
+            return (state, total + reward.sum()), None
+
+        (_, total), _ = jax.lax.scan(body, (state, jnp.zeros(())), jax.random.split(key, steps))
+        return total[None]
+
+    if mesh is not None:
+        rollout = jax.shard_map(rollout, mesh=mesh, in_specs=P("population"), out_specs=P("population"),
+                                check_vma=False)
+    program = jax.jit(rollout)
+    keys = jax.random.split(jax.random.PRNGKey(0), shards)
+    start = time.perf_counter()
+    jax.block_until_ready(program(keys))
+    warmup = time.perf_counter() - start
+    timings = []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(program(jax.random.split(jax.random.PRNGKey(1 + repeat), shards)))
+        timings.append(time.perf_counter() - start)
+    seconds = min(timings)
+    return {"raw_batch": batch, "raw_steps": steps, "raw_s": seconds, "raw_s_repeats": [round(t, 4) for t in timings],
+            "raw_warmup_s": round(warmup, 2), "raw_env_steps_per_s": batch * steps / seconds}
+
+
+def worker(args) -> None:
+    from hades.runner import configure_devices
+
+    configure_devices(args.worker_devices)
+    import jax
+
+    config = build_config(args)
+    result = {"devices": args.worker_devices, "visible_devices": len(jax.devices())}
+    result.update(time_distillation(config, args.generations, args.worker_devices))
+    result.update(time_raw_rollout(config, args.worker_devices, args.repeats))
+    result["ratio"] = result["env_steps_per_s"] / result["raw_env_steps_per_s"]
+    result["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(result))
+
+
+def run_case(args, devices: int) -> dict:
+    argv = [sys.executable, __file__, "--worker-devices", str(devices)]
+    for name in ("env", "pairs", "population", "arch", "inits", "eval_envs", "eval_steps", "inner_steps", "generations",
+                 "repeats"):
+        value = getattr(args, name)
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    env = dict(os.environ)
+    flags = [flag for flag in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in flag]
+    env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=args.timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return {"devices": devices, "error": " | ".join(tail)}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="hopper")
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--population", type=int, default=32)
+    parser.add_argument("--arch", default="64,64:tanh")
+    parser.add_argument("--inits", type=int, default=1)
+    parser.add_argument("--eval-envs", type=int, default=1)
+    parser.add_argument("--eval-steps", type=int, default=1000)
+    parser.add_argument("--inner-steps", type=int, default=None, help="default: the paper's for the env")
+    parser.add_argument("--generations", type=int, default=2, help="generations per timed chunk")
+    parser.add_argument("--repeats", type=int, default=3, help="timed chunks (and raw rollouts); the fastest is shown")
+    parser.add_argument("--devices", default="1,2", help="device counts to compare, e.g. 1,2")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per device count")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON report to this file")
+    parser.add_argument("--worker-devices", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker_devices is not None:
+        worker(args)
+        return
+
+    counts = [int(part) for part in args.devices.split(",") if part.strip()]
+    rows = [run_case(args, count) for count in counts]
+    base = next((row["s_per_gen"] for row in rows if "s_per_gen" in row), None)
+    for row in rows:
+        if "s_per_gen" in row and base:
+            row["speedup"] = base / row["s_per_gen"]
+    report = {
+        "config": {name: getattr(args, name) for name in ("env", "pairs", "population", "arch", "inits", "eval_envs",
+                                                         "eval_steps", "inner_steps", "generations", "repeats")},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "rows": rows,
+    }
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    config = report["config"]
+    print(f"{config['env']}, {config['pairs']} pairs, population {config['population']}, {config['arch']}, "
+          f"{config['inits']} init(s) x {config['eval_envs']} env(s) x {config['eval_steps']} steps, inner steps "
+          f"{config['inner_steps'] or 'paper'}; best of {config['repeats']} chunks of {config['generations']} "
+          "generation(s) after a warm-up chunk")
+    header = f"{'devices':>7}  {'s/gen':>8}  {'env steps/s':>12}  {'raw env steps/s':>15}  {'ratio':>7}  {'speedup':>7}  load avg"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        if "error" in row:
+            print(f"{row['devices']:>7}  failed: {row['error']}")
+            continue
+        print(f"{row['devices']:>7}  {row['s_per_gen']:>8.3f}  {row['env_steps_per_s']:>12,.0f}  "
+              f"{row['raw_env_steps_per_s']:>15,.0f}  {100 * row['ratio']:>6.1f}%  {row['speedup']:>6.2f}x  "
+              f"{' '.join(f'{x:.2f}' for x in row['loadavg'])}")
+
+
+if __name__ == "__main__":
+    main()
