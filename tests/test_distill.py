@@ -200,13 +200,13 @@ def test_hades_f_uses_one_fixed_init_whatever_num_inits_says():
 
 @pytest.mark.slow
 def test_hades_f_runs_and_records_one_init(tmp_path):
-    config = preset("cpu", "hopper", 4, method="hades-f", num_inits=2, population_size=8, num_generations=1,
-                    recipe=tiny_recipe(), protocol=EvalProtocol(1, 50))
+    config = preset("cpu", "inverted_double_pendulum", 4, method="hades-f", num_inits=2, population_size=8,
+                    num_generations=1, recipe=tiny_recipe(), protocol=EvalProtocol(1, 50))
     distiller = Distiller(config, tmp_path / "run", checkpoint_every=1, num_devices=1)
     dataset = distiller.run()
     assert dataset.info["method"]["name"] == "hades-f" and dataset.info["method"]["inits_per_generation"] == 1
     assert distiller.history[0]["env_steps"] == 8 * 1 * 1 * 50
-    assert dataset.states.shape == (4, 11) and dataset.actions.shape == (4, 3)
+    assert dataset.states.shape == (4, 8) and dataset.actions.shape == (4, 1)
 
 
 @pytest.mark.slow
@@ -250,13 +250,12 @@ def _climb_quadratic(config: DistillConfig, generations: int = 60) -> tuple[floa
     return float(-fitness(zeros)), float(-fitness(strategy.get_mean(state)))
 
 
-STRATEGY_CASES = [("open_es", "raw"), ("open_es", "centered_rank"), ("snes", "centered_rank"), ("snes", "softmax_rank")]
-MORE_STRATEGY_CASES = [("open_es", "standardize"), ("pgpe", "centered_rank"), ("pgpe", "raw"), ("xnes", "centered_rank"),
-                       ("xnes", "softmax_rank"), ("simple_es", "softmax_rank"), ("sep_cma_es", "softmax_rank")]
+STRATEGY_CASES = [("open_es", "raw"), ("open_es", "centered_rank"), ("open_es", "standardize"), ("pgpe", "centered_rank"),
+                  ("pgpe", "raw"), ("snes", "centered_rank"), ("snes", "softmax_rank"), ("xnes", "centered_rank"),
+                  ("xnes", "softmax_rank"), ("simple_es", "softmax_rank"), ("sep_cma_es", "softmax_rank")]
 
 
-@pytest.mark.parametrize(("strategy", "shaping"), STRATEGY_CASES + [
-    pytest.param(*case, marks=pytest.mark.slow) for case in MORE_STRATEGY_CASES])
+@pytest.mark.parametrize(("strategy", "shaping"), STRATEGY_CASES)
 def test_strategies_climb_towards_the_maximum(strategy, shaping):
     sigma = 0.03 if strategy == "open_es" else 0.5
     config = DistillConfig("hopper", 1, strategy=strategy, fitness_shaping=shaping, population_size=16, sigma=sigma,
