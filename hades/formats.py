@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 
 from hades.errors import CardError, ChecksumError, FormatError, NotFoundError, VersionError
 
@@ -31,6 +30,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in blocks; cheap to import (no numpy), as cached pulls call it."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -38,14 +38,16 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tensors_to_bytes(tensors: dict[str, np.ndarray], meta: dict) -> bytes:
+def tensors_to_bytes(tensors: dict[str, "np.ndarray"], meta: dict) -> bytes:
+    import numpy as np
+
     from safetensors.numpy import save
 
     arrays = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
     return save(arrays, metadata={METADATA_KEY: canonical_json(meta)})
 
 
-def tensors_from_bytes(data: bytes, source: str) -> tuple[dict[str, np.ndarray], dict]:
+def tensors_from_bytes(data: bytes, source: str) -> tuple[dict, dict]:
     """Parse safetensors bytes; every way they can be broken becomes one :class:`FormatError`."""
     from safetensors.numpy import load
 

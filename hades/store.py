@@ -26,6 +26,7 @@ from typing import Callable
 from urllib.parse import quote
 
 from hades.errors import FormatError, HadesError, NotFoundError
+from hades.formats import sha256_file
 
 HOME_ENV = "HADES_HOME"
 MARKER = ".hades-verified.json"
@@ -151,13 +152,7 @@ def _env_id(meta: dict) -> str | None:
     return env.get("id") if isinstance(env, dict) else (env if isinstance(env, str) else None)
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, without importing numpy (this runs on every cached use)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = sha256_file
 
 
 def _file_digests(folder: Path) -> dict[str, str]:
