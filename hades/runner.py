@@ -498,4 +498,4 @@ def final_evaluation(dataset: Dataset, seeds: int, protocol=None) -> dict:
     return {"protocol": result.protocol.to_dict(), "returns": [round(float(r), 2) for r in result.returns],
             "episodes": [int(e) for e in result.episodes], "mean": round(result.mean, 2), "std": round(result.std, 2),
             "seeds": list(result.seeds),
-            "summary": f"{seeds} fresh random inits trained with the recipe below, each evaluated once."}
+            "summary": f"{seeds} fresh random inits trained with this card's recipe, each evaluated once."}
