@@ -46,10 +46,29 @@ def test_list_show_pull_verify_a_bundled_dataset(catalogue, hades_env):
     assert verified.returncode == 0 and verified.stdout.startswith("OK ")
 
 
-def test_empty_bundled_catalogue(hades_env):
-    assert json.loads(hades(hades_env, "list", "--json").stdout) == []
-    assert "no datasets" in hades(hades_env, "list").stdout
-    assert_one_line_error(hades(hades_env, "pull", "hopper-4pairs"), "catalogue, which is empty")
+def test_empty_catalogue(hades_env, tmp_path):
+    empty = tmp_path / "empty-catalogue"
+    empty.mkdir()
+    (empty / "index.json").write_text("[]")
+    env = dict(hades_env, HADES_REGISTRY=str(empty))
+    assert json.loads(hades(env, "list", "--json").stdout) == []
+    assert "no datasets" in hades(env, "list").stdout
+    assert_one_line_error(hades(env, "pull", "hopper-4pairs"), "catalogue, which is empty")
+
+
+def test_bundled_hopper_4pairs_works_offline(hades_env):
+    env = dict(hades_env, HF_HUB_OFFLINE="1")
+    listed = {entry["name"]: entry for entry in json.loads(hades(env, "list", "--json").stdout)}
+    assert listed["hopper-4pairs"]["env"] == "hopper" and listed["hopper-4pairs"]["pairs"] == 4
+    pulled = hades(env, "pull", "hopper-4pairs")
+    assert pulled.returncode == 0, pulled.stderr
+    verified = hades(env, "verify", "hopper-4pairs")
+    assert verified.returncode == 0 and verified.stdout.startswith("OK ")
+    import hades as hades_pkg
+
+    dataset = hades_pkg.Dataset.load(Path(pulled.stdout.strip()))
+    assert dataset.sha256 == listed["hopper-4pairs"]["sha256"]
+    assert dataset.info["evaluation"]["mean"] == listed["hopper-4pairs"]["return"]["mean"]
 
 
 def test_push_and_pull_through_the_hub(hub_server, hades_env, tmp_path):
