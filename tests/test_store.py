@@ -211,10 +211,20 @@ def test_refs_round_trip(hades_env):
 
 # -- catalogue and resolver -----------------------------------------------------------------------
 
-def test_empty_bundled_catalogue_loads(hades_env):
+def test_empty_catalogue_loads(hades_env, tmp_path, monkeypatch):
+    (tmp_path / "index.json").write_text("[]")
+    monkeypatch.setenv("HADES_REGISTRY", str(tmp_path))
     assert registry.load_catalogue() == ()
     with pytest.raises(NotFoundError, match="catalogue, which is empty"):
         registry.resolve("hopper-4pairs")
+
+
+def test_every_bundled_entry_verifies(hades_env):
+    entries = registry.load_catalogue()
+    assert "hopper-4pairs" in {entry.name for entry in entries}
+    for entry in entries:
+        assert registry.resolve(entry.id) == entry.folder
+        assert store.verify_path(entry.folder).sha256 == entry.sha256
 
 
 def test_catalogue_entry_resolves_in_place(catalogue):
