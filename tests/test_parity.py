@@ -56,7 +56,7 @@ def test_reference_dataset_matches_the_papers_setup(reference_dir, name, normali
         assert dataset.obs_mean is None and dataset.obs_var is None
 
 
-@pytest.mark.slow  # about a minute each on 2 cores, most of it compiling
+# About a minute each on 2 cores, most of it compiling; runs in the default suite wherever the reference data is.
 @pytest.mark.parametrize("name, normalization, pairs, expected", CASES, ids=["D64-running", "D4-constant"])
 def test_paper_recipe_reaches_the_published_return(reference_dir, name, normalization, pairs, expected):
     _, dataset = _load(reference_dir, name)
