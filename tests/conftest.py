@@ -182,3 +182,23 @@ def dataset_from_reference_json(path: Path):
         np.asarray(data["obs_var"], np.float32) if constant else None,
         info={"backend": data["backend"], "recipe": recipe.to_dict(), "license": "apache-2.0"},
     )
+
+
+def run_in_threads(fn, count: int = 8) -> tuple[list, list]:
+    """Call ``fn`` from ``count`` threads at once; return (results, exceptions) for the assertions."""
+    import threading
+
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(fn())
+        except Exception as exc:  # reported by the caller's assertions
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors

@@ -8,12 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_hopper_dataset, make_policy_folder
+from conftest import make_hopper_dataset, make_policy_folder, run_in_threads
 from hubserver import Fault
 
 from hades import hub, registry, store
@@ -231,19 +230,7 @@ def test_killed_download_leaves_nothing_in_the_store(pushed, hub_server, hades_e
 
 def test_eight_concurrent_pulls_store_one_copy(pushed, hub_server):
     hub_server.state.log.clear()
-    results, errors = [], []
-
-    def worker():
-        try:
-            results.append(registry.resolve("hf://org/hop@v1"))
-        except Exception as exc:  # reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_in_threads(lambda: registry.resolve("hf://org/hop@v1"), 8)
     assert errors == []
     assert len(set(results)) == 1 and len(results) == 8
     assert _snapshots() == [results[0]]

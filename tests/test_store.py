@@ -4,13 +4,12 @@ the bundled catalogue and the resolver for local paths."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_hopper_dataset, make_policy_folder
+from conftest import make_hopper_dataset, make_policy_folder, run_in_threads
 
 from hades import registry, store
 from hades.errors import ChecksumError, FormatError, HadesError, NotFoundError, SpecError
@@ -159,19 +158,7 @@ def test_concurrent_installs_store_one_copy(hades_env):
         time.sleep(0.2)
         _fill_from(dataset)(tmp)
 
-    results, errors = [], []
-
-    def worker():
-        try:
-            results.append(store.install(_key(), "a" * 40, slow_fill))
-        except Exception as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_in_threads(lambda: store.install(_key(), "a" * 40, slow_fill), 8)
     assert not errors
     assert len(fills) == 1
     assert len(set(results)) == 1
