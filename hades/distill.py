@@ -1,7 +1,7 @@
 """HaDES, the pure part: the configuration, the ES strategy and one jitted chunk of generations.
 
 The search space is the synthetic dataset itself (states, and actions for continuous envs), a flat
-vector whose ES mean starts at zero. Each generation every candidate dataset trains fresh policies
+vector whose ES mean starts at zero (or at an earlier dataset: a warm start). Each generation every candidate dataset trains fresh policies
 (k inits shared by the whole population for HaDES-R, one fixed init for HaDES-F), which are rolled
 out with sampled actions; the fitness is the mean return over completed episodes. evosax minimises,
 so :func:`make_generation` negates the fitness in exactly one place.
@@ -54,6 +54,7 @@ class DistillConfig:
     backend: str | None = None
     seed: int = 0
     preset: str | None = None
+    init_from: str | None = None  # sha256 of the dataset the ES mean starts from (None: zeros)
 
     def __post_init__(self):
         spec = get_env_spec(self.env)
@@ -75,6 +76,8 @@ class DistillConfig:
              f"got {self.fitness_shaping!r}"),
             (not spec.discrete or self.pairs >= spec.action_dim or self.learned_labels,
              f"{spec.name} has {spec.action_dim} actions: fixed labels need at least that many pairs"),
+            (self.init_from is None or (len(self.init_from) == 64 and all(c in "0123456789abcdef" for c in self.init_from)),
+             f"init_from must be the sha256 (64 hex digits) of the starting dataset, got {self.init_from!r}"),
             ((self.recipe.loss == "cross_entropy") == spec.discrete,
              f"loss {self.recipe.loss!r} does not fit the {spec.action_type} actions of {spec.name}"),
         ]
@@ -108,6 +111,8 @@ class DistillConfig:
         """Identifies the run for checkpoints; ``num_generations`` is left out so a run can be extended."""
         data = self.to_dict()
         data.pop("num_generations")
+        if data["init_from"] is None:  # runs started from zeros keep the fingerprint they always had
+            data.pop("init_from")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -149,6 +154,44 @@ def solution_layout(config: DistillConfig) -> dict[str, tuple[int, ...]]:
     elif config.learned_labels:
         layout["label_logits"] = (config.pairs, spec.action_dim)
     return layout
+
+
+def start_arrays(config: DistillConfig, dataset) -> dict:
+    """The ES mean that starts a run from ``dataset`` (a warm start), in :func:`solution_layout`'s shapes.
+
+    Raises SpecError when the dataset cannot seed this run (other env, pair count, normalisation
+    or label layout).
+    """
+    import numpy as np
+
+    spec = get_env_spec(config.env)
+    problems = []
+    if dataset.env != spec.name:
+        problems.append(f"it is a {dataset.env} dataset, this run distils {spec.name}")
+    if dataset.normalization != config.normalization:
+        problems.append(f"its normalisation is {dataset.normalization}, this run's {config.normalization} "
+                        f"(pass --normalization {dataset.normalization})")
+    if problems:
+        raise SpecError(f"cannot start from that dataset: {'; '.join(problems)}")
+    layout = solution_layout(config)
+    states = np.asarray(dataset.states, np.float32)
+    if (not spec.discrete or config.learned_labels) and dataset.pairs != config.pairs:
+        raise SpecError(f"cannot start from that dataset: it has {dataset.pairs} pairs, this run {config.pairs} "
+                        f"(pass --pairs {dataset.pairs})")
+    if not spec.discrete:
+        return {"states": states, "actions": np.asarray(dataset.actions, np.float32)}
+    labels = np.asarray(dataset.actions)
+    if config.learned_labels:
+        return {"states": states, "label_logits": np.eye(spec.action_dim, dtype=np.float32)[labels]}
+    # Fixed labels: the dataset keeps only the labelled states, in label order.
+    wanted = fixed_labels(config)
+    keep = wanted >= 0
+    if labels.shape != wanted[keep].shape or not (labels == wanted[keep]).all():
+        raise SpecError("cannot start from that dataset: its labels are not the fixed layout of this run "
+                        f"({config.pairs // spec.action_dim} states per action, in order); try --learned-labels")
+    full = np.zeros(layout["states"], np.float32)
+    full[keep] = states
+    return {"states": full}
 
 
 def fixed_labels(config: DistillConfig):
@@ -257,8 +300,11 @@ def _strong(x):
     return jnp.asarray(x, dtype=x.dtype)
 
 
-def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None):
-    """Return ``(init_state(key), run_chunk(state, length))``; ``run_chunk`` is one jitted scan."""
+def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None, start=None):
+    """Return ``(init_state(key), run_chunk(state, length))``; ``run_chunk`` is one jitted scan.
+
+    ``start`` (arrays in :func:`solution_layout`'s shapes) is where the ES mean begins; zeros if None.
+    """
     import jax
     import jax.numpy as jnp
     from jax.sharding import PartitionSpec as P
@@ -277,7 +323,11 @@ def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None):
 
     def init_state(key):
         key, init_key = jax.random.split(key)
-        mean = {name: jnp.zeros(shape) for name, shape in solution_layout(config).items()}
+        layout = solution_layout(config)
+        if start is None:
+            mean = {name: jnp.zeros(shape) for name, shape in layout.items()}
+        else:
+            mean = {name: jnp.asarray(start[name], jnp.float32).reshape(shape) for name, shape in layout.items()}
         state = {"key": key, "es": strategy.init(init_key, mean, es_params)}
         # Give the state the exact (strong) dtypes a chunk returns, so the first chunk, later
         # chunks and a resumed run all use one compiled program.

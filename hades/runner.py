@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from hades.dataset import Dataset
-from hades.distill import DistillConfig, fixed_labels, make_generation
+from hades.distill import DistillConfig, fixed_labels, make_generation, start_arrays
 from hades.envs import get_env_spec
 from hades.errors import CheckpointError, SpecError
 from hades.formats import atomic_write_bytes, canonical_json
@@ -250,8 +250,14 @@ class Distiller:
     """
 
     def __init__(self, config: DistillConfig, out: str | Path, checkpoint_every: int = 10,
-                 num_devices: int | None = None, final_eval_seeds: int = 8):
+                 num_devices: int | None = None, final_eval_seeds: int = 8,
+                 start: Dataset | None = None, start_source: str | None = None):
+        """``start``: the dataset a warm start begins from (``config.init_from`` must be its sha256)."""
+        if (start is None) != (config.init_from is None) or (start is not None and start.sha256 != config.init_from):
+            raise SpecError("the starting dataset does not match config.init_from (its sha256)")
         self.config = config
+        self.start = start
+        self.start_source = start_source
         self.out = Path(out)
         self.checkpoint_every = max(1, checkpoint_every)
         self.num_devices = num_devices
@@ -363,6 +369,9 @@ class Distiller:
             # The program is built with the statistics the run started with.
             payload = self._parse_checkpoint(checkpoint)
             obs_mean, obs_var = payload["obs_mean"], payload["obs_var"]
+        elif self.start is not None and config.normalization == "constant":
+            # The starting states live in the starting dataset's normalised space: keep its statistics.
+            obs_mean, obs_var = self.start.normalization_arrays()
         elif config.normalization == "constant" and jax.process_count() > 1:
             # Process 0 estimates the statistics; every process uses its numbers.
             from jax.experimental import multihost_utils
@@ -379,7 +388,8 @@ class Distiller:
             obs_mean, obs_var = np.zeros(spec.obs_dim, np.float32), np.ones(spec.obs_dim, np.float32)
         with _envs_on_local_device():
             init_state, run_chunk, dataset_arrays = make_generation(
-                config, jnp.asarray(obs_mean), jnp.asarray(obs_var), mesh)
+                config, jnp.asarray(obs_mean), jnp.asarray(obs_var), mesh,
+                start=None if self.start is None else start_arrays(config, self.start))
         state = init_state(jax.random.PRNGKey(config.seed))
         self.history = []
         if checkpoint is not None:
@@ -440,6 +450,12 @@ class Distiller:
             "best_population_mean_fitness": max((row["mean"] for row in self.history), default=None),
             "config": config.to_dict(),
         }
+        if self.start is not None:
+            parent = self.start.info.get("method") or {}
+            method["init_from"] = {"source": self.start_source, "sha256": self.start.sha256,
+                                   "generations": parent.get("generations"), "env_steps": parent.get("env_steps")}
+            if isinstance(parent.get("env_steps"), int):
+                method["env_steps_including_init"] = total_steps + parent["env_steps"]
         info = {"method": method, "recipe": config.recipe.to_dict(), "backend": config.backend,
                 "license": "apache-2.0", "provenance": provenance(config.seed)}
         constant = config.normalization == "constant"

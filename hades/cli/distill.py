@@ -31,6 +31,8 @@ def distill_command(
     shaping: Optional[str] = typer.Option(None, "--shaping", help="raw, centered_rank, standardize or softmax_rank."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Brax backend (default positional)."),
     learned_labels: bool = typer.Option(False, "--learned-labels", help="Discrete envs: evolve the labels too."),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", help="Start the ES mean at this dataset (catalogue name, hub id or folder) instead of zeros."),
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default ./ENV-DPAIRS-METHOD-seedN)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
@@ -78,18 +80,29 @@ def distill_command(
                  "fitness_shaping": shaping, "backend": backend}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     overrides.update(recipe=recipe, protocol=protocol, learned_labels=learned_labels or config.learned_labels)
+    start = None
+    if init_from is not None:
+        from hades.registry import open_dataset
+
+        start = open_dataset(init_from)
+        overrides["init_from"] = start.sha256
     try:
         config = dataclasses.replace(config, **overrides)
     except ValueError as exc:
         raise SpecError(f"bad distillation settings: {exc}") from None
     final_protocol = EvalProtocol(final_eval_envs, final_eval_steps)
+    if start is not None:
+        from hades.distill import start_arrays
+
+        start_arrays(config, start)  # a dataset that cannot seed this run fails here, before any work
     out = out or Path(f"{config.env}-D{config.pairs}-{config.method}-seed{config.seed}")
     # Settings are checked first, so a bad option fails fast instead of after joining the other hosts.
     initialize_distributed(coordinator, num_processes, process_id)
-    _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol)
+    _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol, start, init_from)
 
 
-def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int, final_protocol=None) -> None:
+def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int, final_protocol=None,
+         start=None, start_source: str | None = None) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -99,7 +112,7 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
     from hades.runner import Distiller, final_evaluation, is_lead_process, shutdown_distributed
 
     console = Console(stderr=True)
-    distiller = Distiller(config, out, checkpoint_every, devices)
+    distiller = Distiller(config, out, checkpoint_every, devices, start=start, start_source=start_source)
     hosts = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
     if not is_lead_process():
         # The other processes compute; process 0 shows progress and writes every file.
