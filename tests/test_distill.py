@@ -13,13 +13,15 @@ import json
 import math
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
 from conftest import run_cli, tiny_recipe
 
 import hades
-from hades.distill import DistillConfig, make_strategy, preset, solution_layout
+from hades.distill import DistillConfig, fixed_labels, make_generation, make_strategy, preset, solution_layout, start_arrays
 from hades.errors import CheckpointError, SpecError, UnknownEnvError
 from hades.evaluate import EvalProtocol
 from hades.runner import CSV_COLUMNS, Distiller, initialize_distributed
@@ -189,6 +191,65 @@ def test_resume_refuses_other_settings_a_missing_checkpoint_and_a_used_folder(le
         Distiller(config, broken, LEARN_CHUNK).run(resume=True)
 
 
+# -- warm starts -----------------------------------------------------------------------------------
+
+def test_warm_start_begins_at_the_dataset_and_the_card_says_so(learning_run, tmp_path):
+    config, full, parent = learning_run
+    warm = dataclasses.replace(config, num_generations=LEARN_CHUNK, init_from=parent.sha256)
+    assert warm.fingerprint() != config.fingerprint()  # a warm-started checkpoint resumes only as one
+
+    init_state, _, dataset_arrays = make_generation(warm, jnp.zeros(8), jnp.ones(8), start=start_arrays(warm, parent))
+    mean = dataset_arrays(init_state(jax.random.PRNGKey(0)))
+    assert np.allclose(mean["states"], parent.states) and np.allclose(mean["actions"], parent.actions)
+
+    distiller = Distiller(warm, tmp_path / "warm", LEARN_CHUNK, num_devices=1, start=parent, start_source="parent")
+    dataset = distiller.run()
+    # Same seed, so the first generation meets the same inits and env noise as the cold run's first.
+    assert distiller.history[0]["mean"] > 1.25 * full.history[0]["mean"], (distiller.history[0], full.history[0])
+    method = dataset.info["method"]
+    assert method["init_from"] == {"source": "parent", "sha256": parent.sha256,
+                                   "generations": LEARN_GENERATIONS, "env_steps": parent.info["method"]["env_steps"]}
+    assert method["env_steps_including_init"] == method["env_steps"] + parent.info["method"]["env_steps"]
+    assert f"began at `parent` (sha256 `{parent.sha256}`, itself {LEARN_GENERATIONS} generations" in dataset.card(dataset.sha256)
+    with pytest.raises(SpecError, match="does not match"):
+        Distiller(warm, tmp_path / "other", start=None)
+    with pytest.raises(CheckpointError, match="other settings"):  # resuming it as a cold run is refused
+        Distiller(dataclasses.replace(config, num_generations=2 * LEARN_CHUNK), tmp_path / "warm").run(resume=True)
+
+
+def test_start_arrays_refuse_datasets_that_cannot_seed_the_run(tiny_dataset, tiny_discrete_dataset):
+    norm = tiny_dataset.normalization
+    arrays = start_arrays(preset("cpu", "hopper", 4, normalization=norm), tiny_dataset)
+    assert np.array_equal(arrays["states"], tiny_dataset.states) and np.array_equal(arrays["actions"], tiny_dataset.actions)
+    with pytest.raises(SpecError, match="it has 4 pairs, this run 8"):
+        start_arrays(preset("cpu", "hopper", 8, normalization=norm), tiny_dataset)
+    with pytest.raises(SpecError, match="its normalisation is"):
+        start_arrays(preset("cpu", "hopper", 4, normalization="running" if norm != "running" else "none"), tiny_dataset)
+    with pytest.raises(SpecError, match="it is a hopper dataset"):
+        start_arrays(preset("cpu", "walker2d", 4, normalization=norm), tiny_dataset)
+    breakout = preset("cpu", "Breakout-MinAtar", tiny_discrete_dataset.pairs,
+                      normalization=tiny_discrete_dataset.normalization)
+    labels = np.asarray(tiny_discrete_dataset.actions)
+    assert (labels == fixed_labels(breakout)).all()  # two states per action, in order
+    assert np.array_equal(start_arrays(breakout, tiny_discrete_dataset)["states"], tiny_discrete_dataset.states)
+    learned = dataclasses.replace(breakout, learned_labels=True)
+    logits = start_arrays(learned, tiny_discrete_dataset)["label_logits"]
+    assert (logits.argmax(-1) == labels).all()
+    with pytest.raises(SpecError, match="fixed layout"):
+        start_arrays(breakout, tiny_discrete_dataset.replace(actions=labels[::-1].copy()))
+
+
+def test_the_zoo_checkpoint_still_matches_its_documented_command():
+    """The committed hopper-4pairs checkpoint resumes: its fingerprint is what the README command builds."""
+    from flax import serialization
+
+    path = Path(__file__).parents[1] / "bench" / "zoo-runs" / "hopper-4pairs" / "checkpoint" / "state.msgpack"
+    payload = serialization.msgpack_restore(path.read_bytes())
+    config = preset("cpu", "hopper", 4, population_size=64, num_generations=3000, num_inits=1,
+                    normalization="running", fitness_shaping="centered_rank")
+    assert payload["fingerprint"] == config.fingerprint()
+
+
 # -- methods and strategies ------------------------------------------------------------------------
 
 def test_hades_f_uses_one_fixed_init_whatever_num_inits_says():
@@ -327,6 +388,9 @@ def test_multi_host_settings_are_checked_before_joining():
     (["hoper", "--pairs", "4"], "unknown environment"),
     (["Breakout-MinAtar", "--pairs", "2"], "fixed labels need at least"),
     (["hopper", "--pairs", "4", "--arch", "16,16:nope"], ""),
+    (["hopper", "--pairs", "4", "--init-from", "no-such-dataset"], "not in the catalogue"),
+    (["hopper", "--pairs", "8", "--init-from", "hopper-4pairs"], "pass --pairs 4"),
+    (["walker2d", "--pairs", "4", "--init-from", "hopper-4pairs"], "it is a hopper dataset"),
     (["hopper", "--pairs", "4", "--num-processes", "2", "--process-id", "0"], "--coordinator"),
     (["hopper", "--pairs", "4", "--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
 ])
