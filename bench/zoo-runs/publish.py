@@ -4,7 +4,7 @@
 
 Re-measures architecture transfer (8 fresh inits per architecture, standard protocol), writes the
 card with it, copies the dataset folder (with fitness.csv/png and states.png) to
-``registry/NAME`` and records name, version, sha256 and the measured return in
+``registry/NAME/VERSION`` (earlier versions stay pullable) and records name, version, sha256 and the measured return in
 ``registry/index.json``. Every figure it writes is printed here too.
 """
 
@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     dataset = dataset.replace(info=info)
     extra = {name: args.run_dir / name for name in ("fitness.csv", "fitness.png", "states.png")
              if (args.run_dir / name).is_file()}
-    target = ROOT / "registry" / args.name
+    target = ROOT / "registry" / args.name / args.version
+    if target.exists():
+        raise SystemExit(f"{target} exists: published versions are immutable, pick another --version")
     dataset.save(target, parquet=True, extra_files=extra)
     sha256 = Dataset.load(target).sha256
     index_path = ROOT / "registry" / "index.json"
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         "return": {"mean": evaluation["mean"], "std": evaluation["std"],
                    "protocol": f"{len(evaluation['returns'])} inits x {protocol['num_envs']} envs x "
                                f"{protocol['num_steps']} steps, {'greedy' if protocol['greedy'] else 'sampled'} actions"},
-        "license": info.get("license", "apache-2.0"), "path": args.name,
+        "license": info.get("license", "apache-2.0"), "path": f"{args.name}/{args.version}",
     })
     index_path.write_text(json.dumps(sorted(index, key=lambda e: (e["name"], e["version"])), indent=1) + "\n")
     print(f"{args.name}@{args.version}: {dataset.env}, {dataset.pairs} pairs, return {evaluation['mean']} ± "
