@@ -172,12 +172,19 @@ def dataset_from_reference_json(path: Path):
 
     data = json.loads(Path(path).read_text())
     inner = data["inner"]
-    recipe = Recipe(PolicySpec((inner["width"],) * inner["depth"], inner["activation"]), "gaussian_nll",
-                    inner["lr"], inner["steps"], inner["max_grad_norm"])
+    discrete = "labels" in data
+    recipe = Recipe(PolicySpec((inner["width"],) * inner["depth"], inner["activation"]),
+                    "cross_entropy" if discrete else "gaussian_nll", inner["lr"], inner["steps"],
+                    inner.get("max_grad_norm"))
+    if discrete:  # fixed labels, in order; states without a label are unused
+        actions = np.asarray(data["labels"], np.int32)
+        states = np.asarray(data["states"], np.float32)[: len(actions)]
+    else:
+        actions = np.asarray(data["actions"], np.float32)
+        states = np.asarray(data["states"], np.float32)
     constant = data["obs_normalization"] == "constant"
     return hades.Dataset(
-        np.asarray(data["states"], np.float32), np.asarray(data["actions"], np.float32), data["env"],
-        data["obs_normalization"],
+        states, actions, data["env"], data["obs_normalization"],
         np.asarray(data["obs_mean"], np.float32) if constant else None,
         np.asarray(data["obs_var"], np.float32) if constant else None,
         info={"backend": data["backend"], "recipe": recipe.to_dict(), "license": "apache-2.0"},
