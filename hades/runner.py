@@ -251,13 +251,18 @@ class Distiller:
 
     def __init__(self, config: DistillConfig, out: str | Path, checkpoint_every: int = 10,
                  num_devices: int | None = None, final_eval_seeds: int = 8,
-                 start: Dataset | None = None, start_source: str | None = None):
-        """``start``: the dataset a warm start begins from (``config.init_from`` must be its sha256)."""
+                 start: Dataset | None = None, start_source: str | None = None, train_batch="auto"):
+        """``start``: the dataset a warm start begins from (``config.init_from`` must be its sha256).
+
+        ``train_batch``: candidates whose inner policies train at once per device ("auto": by platform
+        and policy size, see :func:`hades.distill.default_train_batch`; None: all of them).
+        """
         if (start is None) != (config.init_from is None) or (start is not None and start.sha256 != config.init_from):
             raise SpecError("the starting dataset does not match config.init_from (its sha256)")
         self.config = config
         self.start = start
         self.start_source = start_source
+        self.train_batch = train_batch
         self.out = Path(out)
         self.checkpoint_every = max(1, checkpoint_every)
         self.num_devices = num_devices
@@ -389,7 +394,7 @@ class Distiller:
         with _envs_on_local_device():
             init_state, run_chunk, dataset_arrays = make_generation(
                 config, jnp.asarray(obs_mean), jnp.asarray(obs_var), mesh,
-                start=None if self.start is None else start_arrays(config, self.start))
+                start=None if self.start is None else start_arrays(config, self.start), train_batch=self.train_batch)
         state = init_state(jax.random.PRNGKey(config.seed))
         self.history = []
         if checkpoint is not None:
