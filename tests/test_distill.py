@@ -21,7 +21,8 @@ import yaml
 from conftest import run_cli, tiny_recipe
 
 import hades
-from hades.distill import DistillConfig, fixed_labels, make_generation, make_strategy, preset, solution_layout, start_arrays
+from hades.distill import (DistillConfig, default_train_batch, fixed_labels, make_fitness, make_generation, make_strategy,
+                          policy_param_count, preset, solution_layout, start_arrays)
 from hades.errors import CheckpointError, SpecError, UnknownEnvError
 from hades.evaluate import EvalProtocol
 from hades.runner import CSV_COLUMNS, Distiller, initialize_distributed
@@ -408,3 +409,27 @@ def test_cli_resume_without_a_checkpoint_exits_1(tmp_path):
     result = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--resume", "--out", out)
     assert result.returncode == 1 and "no checkpoint" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_training_in_batches_scores_like_training_all_candidates_at_once():
+    """lax.map over batches of candidates (the CPU default for wide policies) changes speed, not results."""
+    config = learning_config(population_size=6)
+    population = {name: np.random.default_rng(0).normal(size=(6, *shape)).astype(np.float32)
+                  for name, shape in solution_layout(config).items()}
+    keys = jax.random.split(jax.random.PRNGKey(1), 2), jax.random.split(jax.random.PRNGKey(2), 2)
+    obs = jnp.zeros(8), jnp.ones(8)
+    scores = {batch: jax.jit(make_fitness(config, *obs, batch))(population, *keys) for batch in (None, 4, 1)}
+    reference_mean, reference_episodes = scores[None]
+    assert reference_mean.shape == (6,) and np.isfinite(reference_mean).all() and np.ptp(reference_mean) > 0
+    for batch in (4, 1):  # 4 leaves a remainder of 2
+        mean, episodes = scores[batch]
+        np.testing.assert_allclose(mean, reference_mean, rtol=1e-3)
+        np.testing.assert_array_equal(episodes, reference_episodes)
+
+
+def test_default_train_batch_keeps_small_policies_together_and_splits_wide_ones():
+    small, wide = preset("cpu", "hopper", 4), preset("paper", "hopper", 4)
+    assert policy_param_count(small) == (11 * 64 + 64) + (64 * 64 + 64) + (64 * 3 + 3) + 3
+    assert default_train_batch(small, "cpu") >= 32  # 32 candidates per core train at once
+    assert default_train_batch(wide, "cpu") == 1
+    assert default_train_batch(wide, "gpu") is None
