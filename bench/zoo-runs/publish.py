@@ -1,11 +1,15 @@
 """Publish a finished distillation run into the bundled catalogue (``registry/``).
 
     python bench/zoo-runs/publish.py RUN_DIR --name hopper-4pairs --version 1.0 --note "..."
+    python bench/zoo-runs/publish.py registry/hopper-4pairs/1.0 --name hopper-4pairs --version 1.1 --arch 256,256:tanh --note "..."
 
 Re-measures architecture transfer (8 fresh inits per architecture, standard protocol), writes the
 card with it, copies the dataset folder (with fitness.csv/png and states.png) to
 ``registry/NAME/VERSION`` (earlier versions stay pullable) and records name, version, sha256 and the measured return in
-``registry/index.json``. Every figure it writes is printed here too.
+``registry/index.json``. With ``--arch`` the card's recipe (the default of ``train-from`` and the
+recipe of the standard evaluation) gets another inner policy; the pairs stay as they were evolved
+and the standard evaluation is measured again with the new recipe. Every figure it writes is
+printed here too.
 """
 
 from __future__ import annotations
@@ -27,17 +31,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", default="1.0")
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--note", default="")
+    parser.add_argument("--arch", default=None, help="another card recipe architecture, e.g. 256,256:tanh")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
 
     from hades.dataset import Dataset
+    from hades.evaluate import EvalProtocol
     from hades.policy import format_arch, parse_arch
+    from hades.runner import final_evaluation
     from hades.trainfrom import train_from
 
     dataset = Dataset.load(args.run_dir)
     evaluation = dict(dataset.info.get("evaluation") or {})
     if not evaluation:
         raise SystemExit(f"{args.run_dir} has no final evaluation; finish the run with --final-seeds first")
+    if args.arch:
+        evolved_for = dataset.recipe
+        recipe = dataclasses.replace(evolved_for, arch=parse_arch(args.arch))
+        info = {key: value for key, value in dataset.info.items() if key not in ("evaluation", "name", "catalogue_name")}
+        info["recipe"] = recipe.to_dict()
+        info["recipe_changed"] = {"evolved_for": evolved_for.to_dict(), "from_sha256": dataset.sha256}
+        dataset = dataset.replace(info=info)
+        evaluation = final_evaluation(dataset, args.seeds, EvalProtocol(**evaluation["protocol"]))
+        print(f"card recipe {format_arch(recipe.arch)} (evolved for {format_arch(evolved_for.arch)}): "
+              f"{evaluation['mean']:.1f} ± {evaluation['std']:.1f}", flush=True)
     rows = []
     for spec in ARCHS:
         recipe = dataclasses.replace(dataset.recipe, arch=parse_arch(spec))
