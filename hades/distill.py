@@ -17,6 +17,7 @@ from typing import Any
 from hades.envs import NORMALIZATIONS, get_env_spec
 from hades.errors import SpecError
 from hades.evaluate import EvalProtocol
+from hades.formats import SHA256_PATTERN
 from hades.learn import Recipe, paper_recipe
 from hades.policy import PolicySpec
 
@@ -76,7 +77,7 @@ class DistillConfig:
              f"got {self.fitness_shaping!r}"),
             (not spec.discrete or self.pairs >= spec.action_dim or self.learned_labels,
              f"{spec.name} has {spec.action_dim} actions: fixed labels need at least that many pairs"),
-            (self.init_from is None or (len(self.init_from) == 64 and all(c in "0123456789abcdef" for c in self.init_from)),
+            (self.init_from is None or bool(SHA256_PATTERN.fullmatch(self.init_from)),
              f"init_from must be the sha256 (64 hex digits) of the starting dataset, got {self.init_from!r}"),
             ((self.recipe.loss == "cross_entropy") == spec.discrete,
              f"loss {self.recipe.loss!r} does not fit the {spec.action_type} actions of {spec.name}"),
@@ -173,7 +174,6 @@ def start_arrays(config: DistillConfig, dataset) -> dict:
                         f"(pass --normalization {dataset.normalization})")
     if problems:
         raise SpecError(f"cannot start from that dataset: {'; '.join(problems)}")
-    layout = solution_layout(config)
     states = np.asarray(dataset.states, np.float32)
     if (not spec.discrete or config.learned_labels) and dataset.pairs != config.pairs:
         raise SpecError(f"cannot start from that dataset: it has {dataset.pairs} pairs, this run {config.pairs} "
@@ -189,7 +189,7 @@ def start_arrays(config: DistillConfig, dataset) -> dict:
     if labels.shape != wanted[keep].shape or not (labels == wanted[keep]).all():
         raise SpecError("cannot start from that dataset: its labels are not the fixed layout of this run "
                         f"({config.pairs // spec.action_dim} states per action, in order); try --learned-labels")
-    full = np.zeros(layout["states"], np.float32)
+    full = np.zeros(solution_layout(config)["states"], np.float32)
     full[keep] = states
     return {"states": full}
 
@@ -262,11 +262,16 @@ TRAIN_CACHE_PARAMS = 262_144
 
 
 def policy_param_count(config: DistillConfig) -> int:
-    """Parameters of one inner policy (weights, biases and, for Gaussian policies, the log-std)."""
+    """Parameters of one inner policy, read from the network's shapes (nothing is computed)."""
+    import jax
+    import jax.numpy as jnp
+
+    from hades.policy import make_network
+
     spec = get_env_spec(config.env)
-    widths = (spec.obs_dim, *config.recipe.arch.hidden, spec.action_dim)
-    count = sum(n_in * n_out + n_out for n_in, n_out in zip(widths[:-1], widths[1:]))
-    return count + (0 if spec.discrete else spec.action_dim)
+    network = make_network(config.recipe.arch, spec.action_dim, spec.discrete)
+    shapes = jax.eval_shape(network.init, jax.random.PRNGKey(0), jnp.zeros((1, spec.obs_dim)))
+    return sum(leaf.size for leaf in jax.tree.leaves(shapes))
 
 
 def default_train_batch(config: DistillConfig, platform: str) -> int | None:

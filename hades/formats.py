@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from hades.errors import CardError, ChecksumError, FormatError, NotFoundError, V
 FORMAT_VERSION = 1
 METADATA_KEY = "hades"
 CARD_FILE = "README.md"
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")  # a sha256 hex digest as cards and indexes write it
 
 
 def canonical_json(data) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hades.errors import ChecksumError, FormatError, NotFoundError
+from hades.formats import SHA256_PATTERN
 from hades.ids import DatasetId, check_part, parse_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 REGISTRY_ENV = "HADES_REGISTRY"
 INDEX_FILE = "index.json"
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def _parse_entry(item, position: int, folder: Path, index: Path) -> Entry:
     except Exception as exc:
         raise FormatError(f"{where}: {exc}") from None
     sha256 = str(item["sha256"]).lower()
-    if not _SHA256.fullmatch(sha256):
+    if not SHA256_PATTERN.fullmatch(sha256):
         raise FormatError(f"{where}: sha256 must be 64 hex digits")
     pairs = item["pairs"]
     if not isinstance(pairs, int) or isinstance(pairs, bool) or pairs < 1:
