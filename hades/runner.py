@@ -361,6 +361,51 @@ class Distiller:
         self.history = history
         return state, payload["obs_mean"], payload["obs_var"]
 
+    def plan(self) -> dict:
+        """What :meth:`run` would do, without doing it: the cost of the run and the state of ``out``.
+
+        ``action`` is ``start`` (an empty or missing folder), ``resume`` (a checkpoint made with
+        these settings; ``--resume`` continues it), ``refuse`` (a folder that cannot be used, with
+        ``reason``) or ``finish`` (the checkpoint already holds every generation: ``--resume``
+        only writes the outputs).
+        """
+        from flax import serialization
+
+        from hades.distill import policy_param_count
+
+        config = self.config
+        plan = {
+            "fingerprint": config.fingerprint(),
+            "config": config.to_dict(),
+            "policy_parameters": policy_param_count(config),
+            "env_steps_per_generation": config.env_steps_per_generation,
+            "env_steps_total": config.env_steps_per_generation * config.num_generations,
+            "out": str(self.out),
+            "checkpoint": None,
+        }
+        try:
+            data = self.checkpoint_path.read_bytes()
+        except FileNotFoundError:
+            empty = not self.out.exists() or not any(self.out.iterdir())
+            plan["action"] = "start" if empty else "refuse"
+            if not empty:
+                plan["reason"] = f"{self.out} already exists and is not empty"
+            return plan
+        try:
+            payload = serialization.msgpack_restore(data)
+            done = len(json.loads(payload["history"]))
+            fingerprint = payload["fingerprint"]
+        except Exception as exc:
+            plan.update(action="refuse", reason=f"checkpoint {self.checkpoint_path} is unreadable ({exc})")
+            return plan
+        plan["checkpoint"] = {"path": str(self.checkpoint_path), "generations": done,
+                              "fingerprint": fingerprint, "matches": fingerprint == config.fingerprint()}
+        if fingerprint != config.fingerprint():
+            plan.update(action="refuse", reason="the checkpoint was made with other settings")
+        else:
+            plan["action"] = "finish" if done >= config.num_generations else "resume"
+        return plan
+
     # -- the loop -----------------------------------------------------------------------------
     def run(self, resume: bool = False, on_progress: Callable[[Progress], None] | None = None) -> Dataset:
         import jax

@@ -116,6 +116,23 @@ def test_cli_distills_a_dataset_that_train_from_loads(tmp_path):
     assert len(other.stderr.strip().splitlines()) == 1
     assert hades.Dataset.load(out).sha256 == dataset.sha256
 
+    # --dry-run says what a command would do with the folder, and runs nothing
+    def plan(*extra, target=out):
+        result = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, *extra, "--out", target, "--dry-run", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    finished, longer, changed = plan("--generations", "4"), plan("--generations", "6"), plan("--generations", "4", "--sigma", "0.05")
+    assert finished["action"] == "finish" and finished["checkpoint"]["generations"] == 4
+    assert longer["action"] == "resume" and longer["env_steps_total"] == 6 * longer["env_steps_per_generation"] == 6 * 8 * 2 * 2 * 50
+    assert changed["action"] == "refuse" and changed["checkpoint"]["matches"] is False
+    assert plan("--generations", "4", target=tmp_path / "fresh")["action"] == "start"
+    assert not (tmp_path / "fresh").exists()
+    text = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--generations", "6", "--out", out, "--dry-run")
+    assert text.returncode == 0 and "checkpoint at generation 4: would continue" in text.stdout
+    alone = run_cli("distill", "hopper", "--pairs", "4", "--json")
+    assert alone.returncode == 1 and "--json only goes with --dry-run" in alone.stderr
+
 
 # -- learning and resuming: one compiled program, shared through the persistent cache ---------------
 
@@ -240,15 +257,34 @@ def test_start_arrays_refuse_datasets_that_cannot_seed_the_run(tiny_dataset, tin
         start_arrays(breakout, tiny_discrete_dataset.replace(actions=labels[::-1].copy()))
 
 
-def test_the_zoo_checkpoint_still_matches_its_documented_command():
-    """The committed hopper-4pairs checkpoint resumes: its fingerprint is what the README command builds."""
-    from flax import serialization
+def _zoo_run_commands() -> list[tuple[str, list[str]]]:
+    """(folder, hades arguments) for every run in bench/zoo-runs/README.md's table."""
+    import shlex
 
-    path = Path(__file__).parents[1] / "bench" / "zoo-runs" / "hopper-4pairs" / "checkpoint" / "state.msgpack"
-    payload = serialization.msgpack_restore(path.read_bytes())
-    config = preset("cpu", "hopper", 4, population_size=64, num_generations=3000, num_inits=1,
-                    normalization="running", fitness_shaping="centered_rank")
-    assert payload["fingerprint"] == config.fingerprint()
+    readme = Path(__file__).parents[1] / "bench" / "zoo-runs" / "README.md"
+    rows = []
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[1].startswith("hades distill "):
+            rows.append((cells[0], shlex.split(cells[1])[1:]))
+    return rows
+
+
+@pytest.mark.parametrize("folder, args", _zoo_run_commands(), ids=[row[0] for row in _zoo_run_commands()])
+def test_every_zoo_checkpoint_resumes_with_its_documented_command(folder, args, hades_env):
+    """Each committed run in bench/zoo-runs/ continues with the command its README gives (plus --resume)."""
+    root = Path(__file__).parents[1]
+    assert args[args.index("--out") + 1] == f"bench/zoo-runs/{folder}"
+    result = run_cli(*args, "--dry-run", "--json", env=hades_env, cwd=root)
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["checkpoint"]["matches"] and plan["checkpoint"]["generations"] >= 10
+    assert plan["action"] == "resume"
+
+
+def test_the_zoo_readme_lists_every_committed_run():
+    committed = {path.parent.parent.name for path in (Path(__file__).parents[1] / "bench" / "zoo-runs").glob("*/checkpoint/state.msgpack")}
+    assert committed and committed == {folder for folder, _ in _zoo_run_commands()}
 
 
 # -- methods and strategies ------------------------------------------------------------------------

@@ -38,6 +38,8 @@ def distill_command(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint."),
     checkpoint_every: int = typer.Option(10, "--checkpoint-every", min=1, help="Generations per jitted chunk and checkpoint."),
     devices: Optional[int] = typer.Option(None, "--devices", min=1, help="Devices to shard the population over (default: all; on CPU one per core)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings, their cost in env steps and what --out holds; run nothing."),
+    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print one JSON object."),
     final_seeds: int = typer.Option(8, "--final-seeds", min=0, help="Fresh inits for the final evaluation (0 skips it)."),
     final_eval_envs: int = typer.Option(4, "--final-eval-envs", min=1, help="Envs per policy in the final evaluation."),
     final_eval_steps: int = typer.Option(1024, "--final-eval-steps", min=1, help="Env steps per policy in the final evaluation."),
@@ -57,6 +59,9 @@ def distill_command(
     and its own --process-id; --devices then counts devices per process.
     """
     from hades.runner import configure_devices, initialize_distributed
+
+    if as_json and not dry_run:
+        raise SpecError("--json only goes with --dry-run (a run reports progress, not JSON)")
 
     configure_devices(devices)
 
@@ -96,9 +101,39 @@ def distill_command(
 
         start_arrays(config, start)  # a dataset that cannot seed this run fails here, before any work
     out = out or Path(f"{config.env}-D{config.pairs}-{config.method}-seed{config.seed}")
+    if dry_run:
+        _print_plan(config, out, start, as_json)
+        return
     # Settings are checked first, so a bad option fails fast instead of after joining the other hosts.
     initialize_distributed(coordinator, num_processes, process_id)
     _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol, start, init_from)
+
+
+def _print_plan(config, out: Path, start, as_json: bool) -> None:
+    import json
+
+    from rich.console import Console
+
+    from hades.policy import format_arch
+    from hades.runner import Distiller
+
+    plan = Distiller(config, out, start=start).plan()
+    if as_json:
+        print(json.dumps(plan, indent=1))
+        return
+    actions = {"start": "start a new run", "resume": "continue the checkpoint with --resume",
+               "finish": "write the outputs of the finished checkpoint with --resume",
+               "refuse": "refuse: " + plan.get("reason", "")}
+    checkpoint = plan["checkpoint"]
+    held = f", checkpoint at generation {checkpoint['generations']}" if checkpoint else ""
+    recipe = config.recipe
+    Console().print(
+        f"{config.env}, {config.pairs} pairs, {config.method}/{config.strategy}, population {config.population_size}, "
+        f"{config.inits_per_generation} init(s) x {config.protocol.num_envs} env(s) x {config.protocol.num_steps} steps "
+        f"per candidate\ninner policy {format_arch(recipe.arch)} ({plan['policy_parameters']:,} parameters), "
+        f"{recipe.steps} steps\n{plan['env_steps_per_generation']:,} env steps per generation, "
+        f"{plan['env_steps_total']:,} for {config.num_generations} generations\n"
+        f"fingerprint {plan['fingerprint']}; {out}{held}: would {actions[plan['action']]}", highlight=False, soft_wrap=True)
 
 
 def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int, final_protocol=None,
