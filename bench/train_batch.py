@@ -42,6 +42,7 @@ def main() -> None:
     import numpy as np
 
     from hades.distill import default_train_batch, make_fitness, policy_param_count, preset, solution_layout
+    from hades.envs import get_env_spec
     from hades.evaluate import EvalProtocol
     from hades.policy import parse_arch
 
@@ -55,12 +56,12 @@ def main() -> None:
                       for name, shape in solution_layout(config).items()}
         init_keys = jax.random.split(jax.random.PRNGKey(1), args.inits)
         eval_keys = jax.random.split(jax.random.PRNGKey(2), args.inits)
-        spec_mean, spec_var = np.zeros(config_obs_dim(config), np.float32), np.ones(config_obs_dim(config), np.float32)
+        obs_dim = get_env_spec(config.env).obs_dim
+        obs_mean, obs_var = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
         first = None
         for label in args.batches.split(","):
-            batch = {"all": None, "auto": default_train_batch(config, "cpu")}.get(label)
-            batch = int(label) if label not in ("all", "auto") else batch
-            fitness = jax.jit(make_fitness(config, spec_mean, spec_var, batch))
+            batch = None if label == "all" else default_train_batch(config, "cpu") if label == "auto" else int(label)
+            fitness = jax.jit(make_fitness(config, obs_mean, obs_var, batch))
             start = time.perf_counter()
             jax.block_until_ready(fitness(population, init_keys, eval_keys))
             compile_s = time.perf_counter() - start
@@ -89,12 +90,6 @@ def main() -> None:
         shown = row["train_batch"] if row["train_batch"] != "auto" else f"auto={row['batch_size']}"
         print(f"{row['arch']:<16} {row['policy_params']:>7}  {shown:>11}  {row['seconds']:>8.3f}  "
               f"{row['speedup_vs_first']:>7.2f}x")
-
-
-def config_obs_dim(config) -> int:
-    from hades.envs import get_env_spec
-
-    return get_env_spec(config.env).obs_dim
 
 
 if __name__ == "__main__":

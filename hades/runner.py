@@ -307,7 +307,7 @@ class Distiller:
                     except FileNotFoundError:
                         raise CheckpointError(
                             f"no checkpoint at {self.checkpoint_path}; run without --resume to start") from None
-                elif self.out.exists() and any(self.out.iterdir()):
+                elif self._out_in_use():
                     raise SpecError(f"{self.out} already exists and is not empty; pass --resume to continue it "
                                     "or pick another --out")
             except (SpecError, CheckpointError) as exc:
@@ -330,15 +330,23 @@ class Distiller:
             raise SpecError("the processes of this multi-host run were started with different settings; "
                             "start every process with the same options")
 
-    def _parse_checkpoint(self, data: bytes) -> dict:
+    def _out_in_use(self) -> bool:
+        return self.out.exists() and any(self.out.iterdir())
+
+    def _restore_checkpoint(self, data: bytes) -> dict:
+        """The checkpoint's payload, whatever settings made it (CheckpointError if unreadable)."""
         from flax import serialization
 
         try:
             payload = serialization.msgpack_restore(data)
-            fingerprint = payload.get("fingerprint")
+            payload.get("fingerprint")
         except Exception as exc:
             raise CheckpointError(f"checkpoint {self.checkpoint_path} is unreadable ({exc}); delete it to start over") from None
-        if fingerprint != self.config.fingerprint():
+        return payload
+
+    def _parse_checkpoint(self, data: bytes) -> dict:
+        payload = self._restore_checkpoint(data)
+        if payload.get("fingerprint") != self.config.fingerprint():
             raise CheckpointError(
                 f"checkpoint {self.checkpoint_path} was made with other settings; use the same options to resume, or another --out")
         return payload
@@ -369,13 +377,12 @@ class Distiller:
         ``reason``) or ``finish`` (the checkpoint already holds every generation: ``--resume``
         only writes the outputs).
         """
-        from flax import serialization
-
         from hades.distill import policy_param_count
 
         config = self.config
+        fingerprint = config.fingerprint()
         plan = {
-            "fingerprint": config.fingerprint(),
+            "fingerprint": fingerprint,
             "config": config.to_dict(),
             "policy_parameters": policy_param_count(config),
             "env_steps_per_generation": config.env_steps_per_generation,
@@ -386,21 +393,24 @@ class Distiller:
         try:
             data = self.checkpoint_path.read_bytes()
         except FileNotFoundError:
-            empty = not self.out.exists() or not any(self.out.iterdir())
-            plan["action"] = "start" if empty else "refuse"
-            if not empty:
-                plan["reason"] = f"{self.out} already exists and is not empty"
+            if self._out_in_use():
+                plan.update(action="refuse", reason=f"{self.out} already exists and is not empty")
+            else:
+                plan["action"] = "start"
             return plan
         try:
-            payload = serialization.msgpack_restore(data)
-            done = len(json.loads(payload["history"]))
-            fingerprint = payload["fingerprint"]
-        except Exception as exc:
-            plan.update(action="refuse", reason=f"checkpoint {self.checkpoint_path} is unreadable ({exc})")
+            payload = self._restore_checkpoint(data)
+            try:
+                done = len(json.loads(payload["history"]))
+            except Exception as exc:
+                raise CheckpointError(f"checkpoint {self.checkpoint_path} is unreadable ({exc})") from None
+        except CheckpointError as exc:
+            plan.update(action="refuse", reason=str(exc))
             return plan
+        matches = payload.get("fingerprint") == fingerprint
         plan["checkpoint"] = {"path": str(self.checkpoint_path), "generations": done,
-                              "fingerprint": fingerprint, "matches": fingerprint == config.fingerprint()}
-        if fingerprint != config.fingerprint():
+                              "fingerprint": payload.get("fingerprint"), "matches": matches}
+        if not matches:
             plan.update(action="refuse", reason="the checkpoint was made with other settings")
         else:
             plan["action"] = "finish" if done >= config.num_generations else "resume"
