@@ -197,6 +197,39 @@ def _envs_on_local_device():
         mjx.put_model = original
 
 
+def restore_checkpoint(data: bytes, path: Path) -> dict:
+    """A checkpoint's payload, whatever settings made it (CheckpointError naming ``path`` if unreadable)."""
+    from flax import serialization
+
+    try:
+        payload = serialization.msgpack_restore(data)
+        payload.get("fingerprint")
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from None
+    return payload
+
+
+def checkpoint_history(payload: dict, path: Path) -> list[dict]:
+    """The per-generation rows (mean, max, seconds, env_steps, ...) a checkpoint's payload holds."""
+    try:
+        history = json.loads(payload["history"])
+        if not isinstance(history, list):
+            raise ValueError("its history is not a list")
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from None
+    return history
+
+
+def read_checkpoint_history(out: str | Path) -> list[dict]:
+    """The fitness history of the run in ``out`` so far, from its checkpoint; for reports on running runs."""
+    path = Path(out) / CHECKPOINT_DIR / "state.msgpack"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    return checkpoint_history(restore_checkpoint(data, path), path)
+
+
 def _broadcast_bytes(data: bytes) -> bytes:
     """Process 0's ``data`` on every process (``data`` is ignored elsewhere)."""
     import jax
@@ -333,19 +366,8 @@ class Distiller:
     def _out_in_use(self) -> bool:
         return self.out.exists() and any(self.out.iterdir())
 
-    def _restore_checkpoint(self, data: bytes) -> dict:
-        """The checkpoint's payload, whatever settings made it (CheckpointError if unreadable)."""
-        from flax import serialization
-
-        try:
-            payload = serialization.msgpack_restore(data)
-            payload.get("fingerprint")
-        except Exception as exc:
-            raise CheckpointError(f"checkpoint {self.checkpoint_path} is unreadable ({exc}); delete it to start over") from None
-        return payload
-
     def _parse_checkpoint(self, data: bytes) -> dict:
-        payload = self._restore_checkpoint(data)
+        payload = restore_checkpoint(data, self.checkpoint_path)
         if payload.get("fingerprint") != self.config.fingerprint():
             raise CheckpointError(
                 f"checkpoint {self.checkpoint_path} was made with other settings; use the same options to resume, or another --out")
@@ -361,9 +383,9 @@ class Distiller:
             except FileNotFoundError:
                 raise CheckpointError(f"no checkpoint at {self.checkpoint_path}; run without --resume to start") from None
         payload = self._parse_checkpoint(data)
+        history = checkpoint_history(payload, self.checkpoint_path)
         try:
             state = serialization.from_state_dict(template, payload["state"])
-            history = json.loads(payload["history"])
         except Exception as exc:
             raise CheckpointError(f"checkpoint {self.checkpoint_path} is unreadable ({exc}); delete it to start over") from None
         self.history = history
@@ -399,11 +421,8 @@ class Distiller:
                 plan["action"] = "start"
             return plan
         try:
-            payload = self._restore_checkpoint(data)
-            try:
-                done = len(json.loads(payload["history"]))
-            except Exception as exc:
-                raise CheckpointError(f"checkpoint {self.checkpoint_path} is unreadable ({exc})") from None
+            payload = restore_checkpoint(data, self.checkpoint_path)
+            done = len(checkpoint_history(payload, self.checkpoint_path))
         except CheckpointError as exc:
             plan.update(action="refuse", reason=str(exc))
             return plan

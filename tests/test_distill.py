@@ -25,7 +25,7 @@ from hades.distill import (DistillConfig, default_train_batch, fixed_labels, mak
                           policy_param_count, preset, solution_layout, start_arrays)
 from hades.errors import CheckpointError, SpecError, UnknownEnvError
 from hades.evaluate import EvalProtocol
-from hades.runner import CSV_COLUMNS, Distiller, initialize_distributed
+from hades.runner import CSV_COLUMNS, Distiller, initialize_distributed, read_checkpoint_history
 
 TINY_CLI = ["--preset", "cpu", "--population", "8", "--inner-steps", "20", "--arch", "16,16:tanh",
             "--eval-envs", "2", "--eval-steps", "50"]
@@ -286,6 +286,34 @@ def test_the_zoo_readme_lists_every_committed_run():
     committed = {path.parent.parent.name for path in (Path(__file__).parents[1] / "bench" / "zoo-runs").glob("*/checkpoint/state.msgpack")}
     assert committed and committed == {folder for folder, _ in _zoo_run_commands()}
 
+
+
+def test_zoo_history_report_covers_every_generation_of_a_committed_run():
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    run_dir = root / "bench" / "zoo-runs" / "walker2d-4pairs"
+    history = read_checkpoint_history(run_dir)
+    assert len(history) >= 10 and all({"mean", "max", "seconds", "env_steps"} <= set(row) for row in history)
+    result = subprocess.run([sys.executable, str(root / "bench" / "zoo-runs" / "history.py"), str(run_dir), "--every", "250"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"{len(history)} generations, {history[-1]['env_steps']:,} env steps" in lines[0]
+    blocks = [line.split() for line in lines[2:]]
+    assert len(blocks) == math.ceil(len(history) / 250)
+    assert blocks[0][0] == "1-250" and float(blocks[0][1]) == pytest.approx(np.mean([row["mean"] for row in history[:250]]), abs=0.05)
+    assert blocks[-1][0].endswith(f"-{len(history)}")
+
+
+def test_checkpoint_history_reader_names_a_missing_or_damaged_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        read_checkpoint_history(tmp_path)
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "state.msgpack").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        read_checkpoint_history(tmp_path)
 
 # -- methods and strategies ------------------------------------------------------------------------
 

@@ -10,11 +10,12 @@ typical generation; the mean drops when some generations draw inits that every c
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
-from flax import serialization
+
+from hades.errors import CheckpointError
+from hades.runner import read_checkpoint_history
 
 
 def main() -> None:
@@ -22,10 +23,12 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--every", type=int, default=100)
     args = parser.parse_args()
-    path = args.run_dir / "checkpoint" / "state.msgpack"
-    if not path.is_file():
-        raise SystemExit(f"no checkpoint at {path}")
-    history = json.loads(serialization.msgpack_restore(path.read_bytes())["history"])
+    try:
+        history = read_checkpoint_history(args.run_dir)
+    except CheckpointError as exc:
+        raise SystemExit(str(exc)) from None
+    if not history:
+        raise SystemExit(f"the checkpoint in {args.run_dir} holds no generations yet")
     means = np.array([row["mean"] for row in history])
     seconds = np.array([row["seconds"] for row in history])
     print(f"{args.run_dir}: {len(history)} generations, {history[-1]['env_steps']:,} env steps")
