@@ -220,9 +220,14 @@ def checkpoint_history(payload: dict, path: Path) -> list[dict]:
     return history
 
 
+def checkpoint_file(out: str | Path) -> Path:
+    """Where the run writing to ``out`` keeps its checkpoint."""
+    return Path(out) / CHECKPOINT_DIR / "state.msgpack"
+
+
 def read_checkpoint_history(out: str | Path) -> list[dict]:
     """The fitness history of the run in ``out`` so far, from its checkpoint; for reports on running runs."""
-    path = Path(out) / CHECKPOINT_DIR / "state.msgpack"
+    path = checkpoint_file(out)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -305,7 +310,7 @@ class Distiller:
     # -- checkpoints --------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
-        return self.out / CHECKPOINT_DIR / "state.msgpack"
+        return checkpoint_file(self.out)
 
     def _save_checkpoint(self, state, obs_mean, obs_var) -> None:
         """Write the (host copy of the) state; only process 0 writes."""

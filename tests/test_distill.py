@@ -287,7 +287,6 @@ def test_the_zoo_readme_lists_every_committed_run():
     assert committed and committed == {folder for folder, _ in _zoo_run_commands()}
 
 
-
 def test_zoo_history_report_covers_every_generation_of_a_committed_run():
     import subprocess
     import sys
@@ -314,6 +313,7 @@ def test_checkpoint_history_reader_names_a_missing_or_damaged_checkpoint(tmp_pat
     (tmp_path / "checkpoint" / "state.msgpack").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="unreadable"):
         read_checkpoint_history(tmp_path)
+
 
 # -- methods and strategies ------------------------------------------------------------------------
 
