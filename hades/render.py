@@ -129,11 +129,14 @@ def rollout_gif(dataset: Dataset, result, path: str | Path, seed_index: int = 0,
 
 
 def fitness_plot(csv_path_or_rows: str | Path | Iterable[Mapping[str, Any]], path: str | Path,
-                 title: str | None = None) -> Path:
+                 title: str | None = None, validation: Iterable[Mapping[str, Any]] | None = None,
+                 selected: int | None = None) -> Path:
     """Plot a distillation fitness curve (PNG): the population mean, with max and min when present.
 
     Takes a CSV file or rows (mappings) with a ``generation`` column and ``mean``, ``max``,
     ``min`` columns (``mean_fitness``, ``max_fitness``, ``min_fitness`` are accepted too).
+    ``validation``: rows (generation, mean, std) scoring the ES mean itself with fresh inits,
+    drawn as points with error bars; ``selected`` marks the generation the run kept.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -152,6 +155,13 @@ def fitness_plot(csv_path_or_rows: str | Path | Iterable[Mapping[str, Any]], pat
     axes.plot(generation, columns["mean"], color="tab:blue", linewidth=1.8, label="mean")
     if "min" in columns:
         axes.plot(generation, columns["min"], color="tab:blue", linewidth=0.8, alpha=0.6, label="min")
+    rows = list(validation or [])
+    if rows:
+        axes.errorbar([row["generation"] for row in rows], [row["mean"] for row in rows],
+                      yerr=[row.get("std", 0.0) for row in rows], fmt="o", markersize=3, color="tab:green",
+                      elinewidth=0.8, label="ES mean, fresh inits")
+    if selected is not None:
+        axes.axvline(selected, color="tab:green", linestyle="--", linewidth=1.0, label=f"kept (gen {selected})")
     axes.set_xlabel("generation")
     axes.set_ylabel("fitness (return)")
     axes.set_title(title or "distillation fitness")

@@ -19,7 +19,7 @@ import csv
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -29,10 +29,48 @@ from hades.dataset import Dataset
 from hades.distill import DistillConfig, fixed_labels, make_generation, start_arrays
 from hades.envs import get_env_spec
 from hades.errors import CheckpointError, SpecError
+from hades.evaluate import EvalProtocol
 from hades.formats import atomic_write_bytes, canonical_json
 
 CHECKPOINT_DIR = "checkpoint"
 CSV_COLUMNS = ("generation", "mean", "max", "min", "sigma", "episodes", "env_steps", "seconds")
+VALIDATION_CSV_COLUMNS = ("generation", "mean", "std", "min", "max")
+# Validation draws its inits from here up, far from the seeds a final evaluation or train-from uses
+# (0, 1, ...), so the dataset a run selects is scored afterwards on inits that did not select it.
+VALIDATION_FIRST_SEED = 1_000_000
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Score the ES mean with fresh inits every ``every`` generations and keep the best one.
+
+    The ES mean of a small population wanders: a dataset that scores well with the inits of one
+    generation can train badly from others. Validation trains ``seeds`` fresh policies with the
+    run's recipe on the mean itself and evaluates them under ``protocol`` (the standard one by
+    default); the run's output is then the best-scoring mean, not the last.
+    """
+
+    every: int
+    seeds: int = 8
+    protocol: EvalProtocol = field(default_factory=EvalProtocol)
+    first_seed: int = VALIDATION_FIRST_SEED
+
+    def __post_init__(self):
+        if self.every < 1:
+            raise ValueError(f"validation needs a period of at least 1 generation, got {self.every}")
+        if self.seeds < 1:
+            raise ValueError(f"validation needs at least 1 seed, got {self.seeds}")
+        if self.first_seed < 0:
+            raise ValueError(f"validation seeds must be non-negative, got {self.first_seed}")
+
+    def to_dict(self) -> dict:
+        return {"every": self.every, "seeds": self.seeds, "first_seed": self.first_seed,
+                "protocol": self.protocol.to_dict()}
+
+    def same_scores_as(self, other: dict | None) -> bool:
+        """Whether scores recorded under ``other`` (a :meth:`to_dict`) compare with this one's."""
+        mine = self.to_dict()
+        return other is not None and all(other.get(key) == mine[key] for key in ("seeds", "first_seed", "protocol"))
 
 
 @dataclass
@@ -41,6 +79,7 @@ class Progress:
     total: int
     mean: float
     best: float
+    validation: float | None = None  # the best validation score so far (runs with validation)
 
 
 def configure_devices(num_devices: int | None = None) -> None:
@@ -289,8 +328,12 @@ class Distiller:
 
     def __init__(self, config: DistillConfig, out: str | Path, checkpoint_every: int = 10,
                  num_devices: int | None = None, final_eval_seeds: int = 8,
-                 start: Dataset | None = None, start_source: str | None = None, train_batch="auto"):
+                 start: Dataset | None = None, start_source: str | None = None, train_batch="auto",
+                 validation: Validation | None = None):
         """``start``: the dataset a warm start begins from (``config.init_from`` must be its sha256).
+
+        ``validation``: score the ES mean with fresh inits as the run goes and return the best mean
+        (None: return the last one). It does not change the search, so a run can turn it on when resumed.
 
         ``train_batch``: candidates whose inner policies train at once per device ("auto": by platform
         and policy size, see :func:`hades.distill.default_train_batch`; None: all of them).
@@ -305,7 +348,10 @@ class Distiller:
         self.checkpoint_every = max(1, checkpoint_every)
         self.num_devices = num_devices
         self.final_eval_seeds = final_eval_seeds
+        self.validation = validation
         self.history: list[dict] = []
+        self.validation_history: list[dict] = []
+        self.best: dict | None = None  # the best validated mean: generation, mean, std, arrays
 
     # -- checkpoints --------------------------------------------------------------------------
     @property
@@ -326,6 +372,12 @@ class Distiller:
             "obs_mean": np.asarray(obs_mean), "obs_var": np.asarray(obs_var),
             "state": jax.tree.map(np.asarray, serialization.to_state_dict(state)),
         }
+        if self.validation is not None:
+            payload["validation"] = canonical_json({
+                "settings": self.validation.to_dict(), "history": self.validation_history,
+                "best": None if self.best is None else {k: v for k, v in self.best.items() if k != "arrays"}})
+            if self.best is not None:
+                payload["best_arrays"] = {name: np.asarray(value) for name, value in self.best["arrays"].items()}
         atomic_write_bytes(self.checkpoint_path, serialization.msgpack_serialize(payload))
 
     def _read_start(self, resume: bool) -> bytes | None:
@@ -394,7 +446,27 @@ class Distiller:
         except Exception as exc:
             raise CheckpointError(f"checkpoint {self.checkpoint_path} is unreadable ({exc}); delete it to start over") from None
         self.history = history
+        self._load_validation(payload)
         return state, payload["obs_mean"], payload["obs_var"]
+
+    def _load_validation(self, payload: dict) -> None:
+        """Take over the checkpoint's validation record when its scores compare with this run's."""
+        self.validation_history, self.best = [], None
+        if self.validation is None or "validation" not in payload:
+            return
+        try:
+            record = json.loads(payload["validation"])
+            if not self.validation.same_scores_as(record.get("settings")):
+                import warnings
+
+                warnings.warn("the checkpoint's validation used other seeds or another protocol; "
+                              "validation starts over from this generation", stacklevel=3)
+                return
+            self.validation_history = list(record["history"])
+            if record.get("best") is not None:
+                self.best = {**record["best"], "arrays": dict(payload["best_arrays"])}
+        except Exception as exc:
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} is unreadable ({exc}); delete it to start over") from None
 
     def plan(self) -> dict:
         """What :meth:`run` would do, without doing it: the cost of the run and the state of ``out``.
@@ -416,6 +488,7 @@ class Distiller:
             "env_steps_total": config.env_steps_per_generation * config.num_generations,
             "out": str(self.out),
             "checkpoint": None,
+            "validation": None if self.validation is None else self.validation.to_dict(),
         }
         try:
             data = self.checkpoint_path.read_bytes()
@@ -475,7 +548,7 @@ class Distiller:
                 config, jnp.asarray(obs_mean), jnp.asarray(obs_var), mesh,
                 start=None if self.start is None else start_arrays(config, self.start), train_batch=self.train_batch)
         state = init_state(jax.random.PRNGKey(config.seed))
-        self.history = []
+        self.history, self.validation_history, self.best = [], [], None
         if checkpoint is not None:
             state, obs_mean, obs_var = self._load_checkpoint(state, checkpoint)
         if mesh is not None:
@@ -488,10 +561,15 @@ class Distiller:
             state = _replicate(jax.tree.map(np.asarray, state), replicated)
             run_chunk = jax.jit(run_chunk, static_argnums=1, out_shardings=replicated)
         generation = len(self.history)
+        validate = None
+        if self.validation is not None and is_lead_process():
+            with _envs_on_local_device():
+                validate = self._make_validate(obs_mean, obs_var)
         notify = on_progress or (lambda progress: None)
         notify(Progress(generation, config.num_generations, *self._last()))
         while generation < config.num_generations:
             length = min(self.checkpoint_every, config.num_generations - generation)
+            before = generation
             start = time.perf_counter()
             state, metrics = run_chunk(state, length)
             metrics = _to_host(metrics)
@@ -503,17 +581,56 @@ class Distiller:
                     "episodes": int(metrics["episodes"][index]),
                     "env_steps": config.env_steps_per_generation * generation, "seconds": round(seconds, 4),
                 })
-            self._save_checkpoint(_to_host(state), obs_mean, obs_var)
+            host_state = _to_host(state)
+            due = generation // self.validation.every > before // self.validation.every if self.validation else False
+            if validate is not None and (due or generation == config.num_generations):
+                self._validate(validate, generation, jax.tree.map(np.asarray, dataset_arrays(host_state)))
+            self._save_checkpoint(host_state, obs_mean, obs_var)
             notify(Progress(generation, config.num_generations, *self._last()))
         arrays = jax.tree.map(np.asarray, dataset_arrays(_to_host(state)))
+        if validate is not None and not any(row["generation"] == generation for row in self.validation_history):
+            self._validate(validate, generation, arrays)  # a finished run resumed with validation turned on
+        if self.best is not None:
+            return self._dataset(self.best["arrays"], obs_mean, obs_var, selected=self.best)
         return self._dataset(arrays, obs_mean, obs_var)
 
-    def _last(self) -> tuple[float, float]:
-        if not self.history:
-            return float("nan"), float("nan")
-        return self.history[-1]["mean"], max(row["max"] for row in self.history)
+    def _make_validate(self, obs_mean, obs_var) -> Callable[[dict], np.ndarray]:
+        """``validate(arrays) -> returns`` of fresh inits trained on the ES mean: compiled once, on this process."""
+        import jax
 
-    def _dataset(self, arrays: dict, obs_mean, obs_var) -> Dataset:
+        from hades.trainfrom import make_train_and_evaluate_arrays, seed_keys
+
+        config, validation = self.config, self.validation
+        spec = get_env_spec(config.env)
+        run = make_train_and_evaluate_arrays(spec, config.recipe, validation.protocol, config.normalization,
+                                             config.backend)
+        device = jax.local_devices()[0]
+        keys = jax.device_put(seed_keys(range(validation.first_seed, validation.first_seed + validation.seeds)), device)
+        stats = jax.device_put((np.asarray(obs_mean, np.float32), np.asarray(obs_var, np.float32)), device)
+        compiled = jax.jit(lambda states, targets: run(states, targets, *stats, keys)[1]["mean_return"])
+
+        def validate(arrays: dict) -> np.ndarray:
+            dataset = self._dataset(arrays, obs_mean, obs_var)
+            states, targets = jax.device_put((dataset.states, dataset.actions), device)
+            return np.asarray(compiled(states, targets))
+
+        return validate
+
+    def _validate(self, validate, generation: int, arrays: dict) -> None:
+        returns = validate(arrays)
+        row = {"generation": generation, "mean": round(float(returns.mean()), 3), "std": round(float(returns.std()), 3),
+               "min": round(float(returns.min()), 3), "max": round(float(returns.max()), 3)}
+        self.validation_history.append(row)
+        if self.best is None or row["mean"] > self.best["mean"]:
+            self.best = {"generation": generation, "mean": row["mean"], "std": row["std"], "arrays": arrays}
+
+    def _last(self) -> tuple[float, float, float | None]:
+        validation = None if self.best is None else self.best["mean"]
+        if not self.history:
+            return float("nan"), float("nan"), validation
+        return self.history[-1]["mean"], max(row["max"] for row in self.history), validation
+
+    def _dataset(self, arrays: dict, obs_mean, obs_var, selected: dict | None = None) -> Dataset:
         from hades.provenance import provenance
 
         config = self.config
@@ -534,6 +651,13 @@ class Distiller:
             "best_population_mean_fitness": max((row["mean"] for row in self.history), default=None),
             "config": config.to_dict(),
         }
+        if selected is not None:
+            validation = self.validation
+            last = validation.first_seed + validation.seeds - 1
+            method["selected"] = {
+                "generation": selected["generation"], "validation_mean": selected["mean"],
+                "validation_std": selected["std"], "validations": len(self.validation_history),
+                "seeds": f"{validation.first_seed}-{last}", "protocol": validation.protocol.to_dict()}
         if self.start is not None:
             parent = self.start.info.get("method") or {}
             method["init_from"] = {"source": self.start_source, "sha256": self.start.sha256,
@@ -571,7 +695,17 @@ class Distiller:
                 writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
                 writer.writeheader()
                 writer.writerows(self.history)
-            extra = {"fitness.csv": csv_path, "fitness.png": fitness_plot(csv_path, tmp / "fitness.png")}
+            selected = (dataset.info.get("method") or {}).get("selected") or {}
+            plot = fitness_plot(csv_path, tmp / "fitness.png", validation=self.validation_history,
+                                selected=selected.get("generation"))
+            extra = {"fitness.csv": csv_path, "fitness.png": plot}
+            if self.validation_history:
+                validation_path = tmp / "validation.csv"
+                with open(validation_path, "w", newline="") as handle:
+                    writer = csv.DictWriter(handle, fieldnames=VALIDATION_CSV_COLUMNS)
+                    writer.writeheader()
+                    writer.writerows(self.validation_history)
+                extra["validation.csv"] = validation_path
             if pictures:
                 try:
                     extra["states.png"] = render_states(dataset, tmp / "states.png")

@@ -57,30 +57,40 @@ class TrainFromResult:
         }
 
 
-def make_train_and_evaluate(dataset: Dataset, recipe: Recipe, protocol: EvalProtocol, backend: str | None = None):
-    """``run(keys) -> (params, metrics, final_losses)`` for a batch of seeds: pure and jittable."""
+def make_train_and_evaluate_arrays(spec, recipe: Recipe, protocol: EvalProtocol, normalization: str,
+                                   backend: str | None = None):
+    """``run(states, targets, obs_mean, obs_var, keys) -> (params, metrics, final_losses)``: pure, jittable.
+
+    The dataset is an argument, so one compiled program serves every dataset of the same shape
+    (the runner validates the ES mean this way during a distillation).
+    """
     import jax
 
     from hades.evaluate import make_evaluate
     from hades.learn import make_train
 
-    spec = dataset.env_spec
     train = make_train(recipe, spec.obs_dim, spec.action_dim, spec.discrete)
-    evaluate = make_evaluate(spec, recipe.arch, protocol, dataset.normalization, backend or dataset.backend)
+    evaluate = make_evaluate(spec, recipe.arch, protocol, normalization, backend)
+
+    def run(states, targets, obs_mean, obs_var, keys):
+        # Training runs seed after seed (lax.map): vmapping it over seeds hits a very slow path of
+        # XLA:CPU for wide layers (bench/train_from.py measures it). Rollouts vmap well.
+        params, final_loss = jax.lax.map(lambda key: train(jax.random.split(key)[0], states, targets), keys)
+        metrics = jax.vmap(lambda p, key: evaluate(p, jax.random.split(key)[1], obs_mean, obs_var))(params, keys)
+        return params, metrics, final_loss
+
+    return run
+
+
+def make_train_and_evaluate(dataset: Dataset, recipe: Recipe, protocol: EvalProtocol, backend: str | None = None):
+    """``run(keys) -> (params, metrics, final_losses)`` for a batch of seeds: pure and jittable."""
+    run_arrays = make_train_and_evaluate_arrays(dataset.env_spec, recipe, protocol, dataset.normalization,
+                                                backend or dataset.backend)
     states, targets = dataset.states, dataset.actions
     obs_mean, obs_var = dataset.normalization_arrays()
 
-    def train_one(key):
-        return train(jax.random.split(key)[0], states, targets)
-
-    def evaluate_one(params, key):
-        return evaluate(params, jax.random.split(key)[1], obs_mean, obs_var)
-
     def run(keys):
-        # Training runs seed after seed (lax.map): vmapping it over seeds hits a very slow path of
-        # XLA:CPU for wide layers (bench/train_from.py measures it). Rollouts vmap well.
-        params, final_loss = jax.lax.map(train_one, keys)
-        return params, jax.vmap(evaluate_one)(params, keys), final_loss
+        return run_arrays(states, targets, obs_mean, obs_var, keys)
 
     return run
 

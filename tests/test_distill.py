@@ -25,7 +25,9 @@ from hades.distill import (DistillConfig, default_train_batch, fixed_labels, mak
                           policy_param_count, preset, solution_layout, start_arrays)
 from hades.errors import CheckpointError, SpecError, UnknownEnvError
 from hades.evaluate import EvalProtocol
-from hades.runner import CSV_COLUMNS, Distiller, initialize_distributed, read_checkpoint_history
+from hades.trainfrom import train_from
+from hades.runner import (CSV_COLUMNS, VALIDATION_FIRST_SEED, Distiller, Validation, initialize_distributed,
+                          read_checkpoint_history)
 
 TINY_CLI = ["--preset", "cpu", "--population", "8", "--inner-steps", "20", "--arch", "16,16:tanh",
             "--eval-envs", "2", "--eval-steps", "50"]
@@ -207,6 +209,95 @@ def test_resume_refuses_other_settings_a_missing_checkpoint_and_a_used_folder(le
     (broken / "checkpoint" / "state.msgpack").write_bytes(b"\x00not msgpack")
     with pytest.raises(CheckpointError, match="unreadable"):
         Distiller(config, broken, LEARN_CHUNK).run(resume=True)
+
+
+# -- validation: score the ES mean with fresh inits, keep the best ---------------------------------
+
+def _validation(every: int = LEARN_CHUNK) -> Validation:
+    return Validation(every, seeds=2, protocol=EvalProtocol(1, 100, episode_length=100))
+
+
+@pytest.fixture(scope="module")
+def validated_run(learning_run, tmp_path_factory):
+    config, _, _ = learning_run
+    distiller = Distiller(config, tmp_path_factory.mktemp("validated") / "run", LEARN_CHUNK, num_devices=1,
+                          validation=_validation())
+    return distiller, distiller.run()
+
+
+def test_validation_keeps_the_best_scoring_mean_without_changing_the_search(learning_run, validated_run):
+    config, full, last_mean = learning_run
+    distiller, dataset = validated_run
+    assert _without_timing(distiller.history) == _without_timing(full.history)  # the ES itself is untouched
+    rows = distiller.validation_history
+    assert [row["generation"] for row in rows] == [4, 8, 12, 16]
+    best = max(rows, key=lambda row: row["mean"])
+    selected = dataset.info["method"]["selected"]
+    assert selected["generation"] == best["generation"] and selected["validation_mean"] == best["mean"]
+    assert selected["validations"] == 4 and selected["seeds"] == f"{VALIDATION_FIRST_SEED}-{VALIDATION_FIRST_SEED + 1}"
+    if best["generation"] == LEARN_GENERATIONS:
+        assert np.array_equal(dataset.states, last_mean.states)
+    else:
+        assert not np.array_equal(dataset.states, last_mean.states)
+    # The kept dataset is the one that scored: train-from with the validation seeds reproduces its score.
+    again = train_from(dataset, config.recipe, EvalProtocol(1, 100, episode_length=100), num_seeds=2,
+                             first_seed=VALIDATION_FIRST_SEED)
+    assert again.mean == pytest.approx(best["mean"], rel=1e-3, abs=1e-3)
+    card = dataset.card(dataset.sha256)
+    assert f"this is the ES mean at generation {best['generation']} of {LEARN_GENERATIONS}, the best of 4 validations" in card
+
+
+def test_validation_resumes_with_the_run_and_can_be_turned_on_later(learning_run, validated_run, tmp_path):
+    config, _, _ = learning_run
+    full, full_dataset = validated_run
+    out = tmp_path / "run"
+    Distiller(dataclasses.replace(config, num_generations=2 * LEARN_CHUNK), out, LEARN_CHUNK, num_devices=1,
+              validation=_validation()).run()
+    resumed = Distiller(config, out, LEARN_CHUNK, num_devices=1, validation=_validation())
+    dataset = resumed.run(resume=True)
+    assert resumed.validation_history == full.validation_history
+    assert np.array_equal(dataset.states, full_dataset.states) and np.array_equal(dataset.actions, full_dataset.actions)
+
+    # A run made without validation takes it up when resumed: scores from then on, ending with the last generation.
+    plain = tmp_path / "plain"
+    Distiller(dataclasses.replace(config, num_generations=2 * LEARN_CHUNK), plain, LEARN_CHUNK, num_devices=1).run()
+    later = Distiller(config, plain, LEARN_CHUNK, num_devices=1, validation=_validation(every=8))
+    later.run(resume=True)
+    assert [row["generation"] for row in later.validation_history] == [16]
+    # Scores under other seeds do not compare: the record starts over (with a warning).
+    other = Distiller(config, out, LEARN_CHUNK, num_devices=1,
+                      validation=Validation(LEARN_CHUNK, seeds=3, protocol=EvalProtocol(1, 100, episode_length=100)))
+    with pytest.warns(UserWarning, match="validation starts over"):
+        other.run(resume=True)
+    assert [row["generation"] for row in other.validation_history] == [16]
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(every=0), "period of at least 1"), (dict(every=2, seeds=0), "at least 1 seed"),
+    (dict(every=2, first_seed=-1), "non-negative"),
+])
+def test_bad_validation_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        Validation(**settings)
+
+
+def test_cli_validation_writes_its_scores_and_names_the_kept_generation(tmp_path):
+    out = tmp_path / "validated"
+    result = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--generations", "4", "--checkpoint-every", "2",
+                     "--validate-every", "2", "--validate-seeds", "2", "--final-seeds", "0",
+                     "--final-eval-envs", "2", "--final-eval-steps", "50", "--out", out)
+    assert result.returncode == 0, result.stderr
+    with open(out / "validation.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["generation"]) for row in rows] == [2, 4]
+    best = max(rows, key=lambda row: float(row["mean"]))
+    printed = result.stdout.replace("\n", "")
+    assert f"the ES mean of generation {best['generation']}, best of 2 validations" in printed
+    selected = _front_matter(out / "README.md")["hades"]["method"]["selected"]
+    assert selected["generation"] == int(best["generation"]) and selected["protocol"]["num_steps"] == 50
+    dry = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--generations", "4", "--validate-every", "2",
+                  "--out", out, "--dry-run")
+    assert dry.returncode == 0 and "validation every 2 generations: 8 fresh inits x 4 envs x 1024 steps" in dry.stdout
 
 
 # -- warm starts -----------------------------------------------------------------------------------

@@ -43,6 +43,10 @@ def distill_command(
     final_seeds: int = typer.Option(8, "--final-seeds", min=0, help="Fresh inits for the final evaluation (0 skips it)."),
     final_eval_envs: int = typer.Option(4, "--final-eval-envs", min=1, help="Envs per policy in the final evaluation."),
     final_eval_steps: int = typer.Option(1024, "--final-eval-steps", min=1, help="Env steps per policy in the final evaluation."),
+    validate_every: int = typer.Option(
+        0, "--validate-every", min=0,
+        help="Every N generations, train fresh inits on the ES mean and score it; the run keeps the best mean (0: off, keep the last)."),
+    validate_seeds: int = typer.Option(8, "--validate-seeds", min=1, help="Fresh inits per validation (seeds from 1000000 up)."),
     coordinator: Optional[str] = typer.Option(
         None, "--coordinator", envvar="HADES_COORDINATOR", rich_help_panel="Multi-host",
         help="HOST:PORT of process 0: join a multi-host run through jax.distributed."),
@@ -96,20 +100,25 @@ def distill_command(
     except ValueError as exc:
         raise SpecError(f"bad distillation settings: {exc}") from None
     final_protocol = EvalProtocol(final_eval_envs, final_eval_steps)
+    validation = None
+    if validate_every:
+        from hades.runner import Validation
+
+        validation = Validation(validate_every, validate_seeds, final_protocol)
     if start is not None:
         from hades.distill import start_arrays
 
         start_arrays(config, start)  # a dataset that cannot seed this run fails here, before any work
     out = out or Path(f"{config.env}-D{config.pairs}-{config.method}-seed{config.seed}")
     if dry_run:
-        _print_plan(config, out, start, as_json)
+        _print_plan(config, out, start, as_json, validation)
         return
     # Settings are checked first, so a bad option fails fast instead of after joining the other hosts.
     initialize_distributed(coordinator, num_processes, process_id)
-    _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol, start, init_from)
+    _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol, start, init_from, validation)
 
 
-def _print_plan(config, out: Path, start, as_json: bool) -> None:
+def _print_plan(config, out: Path, start, as_json: bool, validation=None) -> None:
     import json
 
     from rich.console import Console
@@ -117,7 +126,7 @@ def _print_plan(config, out: Path, start, as_json: bool) -> None:
     from hades.policy import format_arch
     from hades.runner import Distiller
 
-    plan = Distiller(config, out, start=start).plan()
+    plan = Distiller(config, out, start=start, validation=validation).plan()
     if as_json:
         print(json.dumps(plan, indent=1))
         return
@@ -133,11 +142,18 @@ def _print_plan(config, out: Path, start, as_json: bool) -> None:
         f"per candidate\ninner policy {format_arch(recipe.arch)} ({plan['policy_parameters']:,} parameters), "
         f"{recipe.steps} steps\n{plan['env_steps_per_generation']:,} env steps per generation, "
         f"{plan['env_steps_total']:,} for {config.num_generations} generations\n"
-        f"fingerprint {plan['fingerprint']}; {out}{held}: would {actions[plan['action']]}", highlight=False, soft_wrap=True)
+        f"{_describe_validation(validation)}fingerprint {plan['fingerprint']}; {out}{held}: would {actions[plan['action']]}", highlight=False, soft_wrap=True)
+
+
+def _describe_validation(validation) -> str:
+    if validation is None:
+        return ""
+    return (f"validation every {validation.every} generations: {validation.seeds} fresh inits x "
+            f"{validation.protocol.num_envs} envs x {validation.protocol.num_steps} steps; keeps the best ES mean\n")
 
 
 def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int, final_protocol=None,
-         start=None, start_source: str | None = None) -> None:
+         start=None, start_source: str | None = None, validation=None) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -147,7 +163,8 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
     from hades.runner import Distiller, final_evaluation, is_lead_process, shutdown_distributed
 
     console = Console(stderr=True)
-    distiller = Distiller(config, out, checkpoint_every, devices, start=start, start_source=start_source)
+    distiller = Distiller(config, out, checkpoint_every, devices, start=start, start_source=start_source,
+                          validation=validation)
     hosts = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
     if not is_lead_process():
         # The other processes compute; process 0 shows progress and writes every file.
@@ -171,6 +188,8 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
             bar.start()
             task = bar.add_task("distill", total=config.num_generations, stats="compiling")
         stats = f"mean {progress.mean:.1f} best {progress.best:.1f}" if progress.generation else "compiling"
+        if progress.validation is not None:
+            stats += f" validated {progress.validation:.1f}"
         bar.update(task, completed=progress.generation, stats=stats)
 
     try:
@@ -185,7 +204,11 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
                       f"{protocol.num_envs} envs x {protocol.num_steps} steps")
         evaluation = final_evaluation(dataset, final_seeds, protocol)
     distiller.write_outputs(dataset, evaluation)
+    selected = (dataset.info.get("method") or {}).get("selected")
     summary = f"wrote {out}"
+    if selected:
+        summary += (f" (the ES mean of generation {selected['generation']}, best of {selected['validations']} "
+                    f"validations: {selected['validation_mean']:.1f} ± {selected['validation_std']:.1f})")
     if evaluation:
         summary += f": mean return {evaluation['mean']:.1f} ± {evaluation['std']:.1f} over {final_seeds} inits"
     Console().print(summary)
