@@ -264,14 +264,33 @@ def checkpoint_file(out: str | Path) -> Path:
     return Path(out) / CHECKPOINT_DIR / "state.msgpack"
 
 
-def read_checkpoint_history(out: str | Path) -> list[dict]:
-    """The fitness history of the run in ``out`` so far, from its checkpoint; for reports on running runs."""
+def _read_payload(out: str | Path) -> tuple[dict, Path]:
     path = checkpoint_file(out)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
-    return checkpoint_history(restore_checkpoint(data, path), path)
+    return restore_checkpoint(data, path), path
+
+
+def read_checkpoint_history(out: str | Path) -> list[dict]:
+    """The fitness history of the run in ``out`` so far, from its checkpoint; for reports on running runs."""
+    payload, path = _read_payload(out)
+    return checkpoint_history(payload, path)
+
+
+def read_checkpoint_validation(out: str | Path) -> dict | None:
+    """The validation record (``settings``, ``history``, ``best``) of the run in ``out``; None without validation."""
+    payload, path = _read_payload(out)
+    if "validation" not in payload:
+        return None
+    try:
+        record = json.loads(payload["validation"])
+        if not isinstance(record.get("history"), list):
+            raise ValueError("its validation history is not a list")
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from None
+    return record
 
 
 def _broadcast_bytes(data: bytes) -> bytes:

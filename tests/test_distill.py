@@ -27,7 +27,7 @@ from hades.errors import CheckpointError, SpecError, UnknownEnvError
 from hades.evaluate import EvalProtocol
 from hades.trainfrom import train_from
 from hades.runner import (CSV_COLUMNS, VALIDATION_FIRST_SEED, Distiller, Validation, initialize_distributed,
-                          read_checkpoint_history)
+                          read_checkpoint_history, read_checkpoint_validation)
 
 TINY_CLI = ["--preset", "cpu", "--population", "8", "--inner-steps", "20", "--arch", "16,16:tanh",
             "--eval-envs", "2", "--eval-steps", "50"]
@@ -295,6 +295,19 @@ def test_cli_validation_writes_its_scores_and_names_the_kept_generation(tmp_path
     assert f"the ES mean of generation {best['generation']}, best of 2 validations" in printed
     selected = _front_matter(out / "README.md")["hades"]["method"]["selected"]
     assert selected["generation"] == int(best["generation"]) and selected["protocol"]["num_steps"] == 50
+    # the record lives in the checkpoint too, and the zoo's history report prints it
+    record = read_checkpoint_validation(out)
+    assert [row["generation"] for row in record["history"]] == [2, 4]
+    assert record["best"]["generation"] == int(best["generation"]) and record["settings"]["seeds"] == 2
+    import subprocess
+    import sys
+
+    report = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "bench" / "zoo-runs" / "history.py"), str(out),
+                             "--every", "2"], capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    lines = report.stdout.splitlines()
+    assert "validated (mean, best)" in lines[1] and float(lines[3].split()[-1]) == pytest.approx(float(rows[1]["mean"]), abs=0.05)
+    assert lines[-1].startswith(f"kept: the ES mean of generation {best['generation']}") and "best of 2 validations" in lines[-1]
     dry = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--generations", "4", "--validate-every", "2",
                   "--out", out, "--dry-run")
     assert dry.returncode == 0 and "validation every 2 generations: 8 fresh inits x 4 envs x 1024 steps" in dry.stdout
