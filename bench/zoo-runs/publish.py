@@ -4,7 +4,7 @@
     python bench/zoo-runs/publish.py registry/hopper-4pairs/1.0 --name hopper-4pairs --version 1.1 --arch 256,256:tanh --note "..."
 
 Re-measures architecture transfer (8 fresh inits per architecture, standard protocol), writes the
-card with it, copies the dataset folder (with fitness.csv/png and states.png) to
+card with it, copies the dataset folder (with fitness.csv/png, states.png and validation.csv) to
 ``registry/NAME/VERSION`` (earlier versions stay pullable) and records name, version, sha256 and the measured return in
 ``registry/index.json``. With ``--arch`` the card's recipe (the default of ``train-from`` and the
 recipe of the standard evaluation) gets another inner policy; the pairs stay as they were evolved
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.note:
         info["description"] = args.note
     dataset = dataset.replace(info=info)
-    extra = {name: args.run_dir / name for name in ("fitness.csv", "fitness.png", "states.png")
+    extra = {name: args.run_dir / name for name in ("fitness.csv", "fitness.png", "states.png", "validation.csv")
              if (args.run_dir / name).is_file()}
     target = ROOT / "registry" / args.name / args.version
     if target.exists():
