@@ -279,9 +279,8 @@ def read_checkpoint_history(out: str | Path) -> list[dict]:
     return checkpoint_history(payload, path)
 
 
-def read_checkpoint_validation(out: str | Path) -> dict | None:
-    """The validation record (``settings``, ``history``, ``best``) of the run in ``out``; None without validation."""
-    payload, path = _read_payload(out)
+def checkpoint_validation(payload: dict, path: Path) -> dict | None:
+    """The validation record (``settings``, ``history``, ``best``) a checkpoint's payload holds; None without one."""
     if "validation" not in payload:
         return None
     try:
@@ -291,6 +290,12 @@ def read_checkpoint_validation(out: str | Path) -> dict | None:
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} is unreadable ({exc}); delete it to start over") from None
     return record
+
+
+def read_checkpoint_validation(out: str | Path) -> dict | None:
+    """The validation record of the run in ``out`` so far; None for a run without validation."""
+    payload, path = _read_payload(out)
+    return checkpoint_validation(payload, path)
 
 
 def _broadcast_bytes(data: bytes) -> bytes:
@@ -471,21 +476,21 @@ class Distiller:
     def _load_validation(self, payload: dict) -> None:
         """Take over the checkpoint's validation record when its scores compare with this run's."""
         self.validation_history, self.best = [], None
-        if self.validation is None or "validation" not in payload:
+        record = checkpoint_validation(payload, self.checkpoint_path) if self.validation is not None else None
+        if record is None:
             return
-        try:
-            record = json.loads(payload["validation"])
-            if not self.validation.same_scores_as(record.get("settings")):
-                import warnings
+        if not self.validation.same_scores_as(record.get("settings")):
+            import warnings
 
-                warnings.warn("the checkpoint's validation used other seeds or another protocol; "
-                              "validation starts over from this generation", stacklevel=3)
-                return
-            self.validation_history = list(record["history"])
-            if record.get("best") is not None:
+            warnings.warn("the checkpoint's validation used other seeds or another protocol; "
+                          "validation starts over from this generation", stacklevel=3)
+            return
+        self.validation_history = record["history"]
+        if record.get("best") is not None:
+            try:
                 self.best = {**record["best"], "arrays": dict(payload["best_arrays"])}
-        except Exception as exc:
-            raise CheckpointError(f"checkpoint {self.checkpoint_path} is unreadable ({exc}); delete it to start over") from None
+            except Exception as exc:
+                raise CheckpointError(f"checkpoint {self.checkpoint_path} is unreadable ({exc}); delete it to start over") from None
 
     def plan(self) -> dict:
         """What :meth:`run` would do, without doing it: the cost of the run and the state of ``out``.
@@ -601,8 +606,8 @@ class Distiller:
                     "env_steps": config.env_steps_per_generation * generation, "seconds": round(seconds, 4),
                 })
             host_state = _to_host(state)
-            due = generation // self.validation.every > before // self.validation.every if self.validation else False
-            if validate is not None and (due or generation == config.num_generations):
+            if validate is not None and (generation // self.validation.every > before // self.validation.every
+                                         or generation == config.num_generations):
                 self._validate(validate, generation, jax.tree.map(np.asarray, dataset_arrays(host_state)))
             self._save_checkpoint(host_state, obs_mean, obs_var)
             notify(Progress(generation, config.num_generations, *self._last()))
@@ -629,9 +634,7 @@ class Distiller:
         compiled = jax.jit(lambda states, targets: run(states, targets, *stats, keys)[1]["mean_return"])
 
         def validate(arrays: dict) -> np.ndarray:
-            dataset = self._dataset(arrays, obs_mean, obs_var)
-            states, targets = jax.device_put((dataset.states, dataset.actions), device)
-            return np.asarray(compiled(states, targets))
+            return np.asarray(compiled(*jax.device_put(self._pairs(arrays), device)))
 
         return validate
 
@@ -649,18 +652,21 @@ class Distiller:
             return float("nan"), float("nan"), validation
         return self.history[-1]["mean"], max(row["max"] for row in self.history), validation
 
+    def _pairs(self, arrays: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The dataset's (states, actions) from the ES mean's arrays: labelled states only for discrete envs."""
+        config = self.config
+        states = arrays["states"]
+        if not get_env_spec(config.env).discrete:
+            return states, arrays["actions"]
+        labels = np.argmax(arrays["label_logits"], -1) if config.learned_labels else fixed_labels(config)
+        keep = labels >= 0
+        return states[keep], labels[keep]
+
     def _dataset(self, arrays: dict, obs_mean, obs_var, selected: dict | None = None) -> Dataset:
         from hades.provenance import provenance
 
         config = self.config
-        spec = get_env_spec(config.env)
-        states = arrays["states"]
-        if spec.discrete:
-            labels = np.argmax(arrays["label_logits"], -1) if config.learned_labels else fixed_labels(config)
-            keep = labels >= 0
-            states, actions = states[keep], labels[keep]
-        else:
-            actions = arrays["actions"]
+        states, actions = self._pairs(arrays)
         total_steps = config.env_steps_per_generation * len(self.history)
         method = {
             "name": config.method, "strategy": config.strategy, "preset": config.preset,
