@@ -87,7 +87,9 @@ def make_evaluate(spec: EnvSpec, arch: PolicySpec, protocol: EvalProtocol, norma
     """Return ``evaluate(params, key, obs_mean, obs_var) -> metrics`` (pure, jittable).
 
     metrics: ``mean_return`` (the score), ``episodes`` (completed), ``return_sum`` (of completed
-    episodes). ``obs_mean``/``obs_var`` are used by constant normalisation and ignored otherwise.
+    episodes); with running normalisation also ``obs_mean``/``obs_var``, the statistics the rollouts
+    ended with (what the policy saw, so they can become a dataset's constant statistics). The
+    ``obs_mean``/``obs_var`` arguments are used by constant normalisation and ignored otherwise.
     """
     import jax
     import jax.numpy as jnp
@@ -125,11 +127,14 @@ def make_evaluate(spec: EnvSpec, arch: PolicySpec, protocol: EvalProtocol, norma
 
         carry = (env_state, obs, stats, zeros, zeros, zeros)
         carry, _ = jax.lax.scan(env_step, carry, jax.random.split(key, protocol.num_steps))
-        _, _, _, running, return_sum, episodes = carry
+        _, _, stats, running, return_sum, episodes = carry
         total_episodes = episodes.sum()
         mean_return = jnp.where(
             total_episodes > 0, return_sum.sum() / jnp.maximum(total_episodes, 1), running.mean()
         )
-        return {"mean_return": mean_return, "episodes": total_episodes, "return_sum": return_sum.sum()}
+        metrics = {"mean_return": mean_return, "episodes": total_episodes, "return_sum": return_sum.sum()}
+        if normalization == "running":
+            metrics["obs_mean"], metrics["obs_var"] = stats[0], stats[1]
+        return metrics
 
     return evaluate

@@ -152,3 +152,49 @@ def train_from(dataset: Dataset, recipe: Recipe | None = None, protocol: EvalPro
         final_losses=np.concatenate([out[3] for out in outputs]), params=params,
         timings={"compile_s": compile_seconds, "run_s": run_seconds},
     )
+
+
+# Seeds for measuring observation statistics: disjoint from the evaluation's (0, 1, ...) and from
+# distillation's validation seeds (1_000_000, ...), so the frozen statistics are not fitted to the
+# inits that later score the dataset.
+STATS_FIRST_SEED = 2_000_000
+
+
+def measure_obs_stats(dataset: Dataset, num_seeds: int = 16, first_seed: int = STATS_FIRST_SEED,
+                      protocol: EvalProtocol | None = None, backend: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Observation (mean, var) that policies trained on a running-normalised dataset end their rollouts with.
+
+    Each fresh init's rollouts end with running statistics of everything they saw; these are pooled
+    (equal counts) into one mean and variance.
+    """
+    import jax
+
+    if dataset.normalization != "running":
+        raise ValueError(f"measuring statistics needs a dataset with running normalisation, not {dataset.normalization!r}")
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds must be at least 1, got {num_seeds}")
+    run = make_train_and_evaluate(dataset, dataset.recipe, protocol or EvalProtocol(), backend)
+    _, metrics, _ = jax.jit(run)(seed_keys(range(first_seed, first_seed + num_seeds)))
+    means = np.asarray(metrics["obs_mean"], np.float64)
+    variances = np.asarray(metrics["obs_var"], np.float64)
+    mean = means.mean(0)
+    var = (variances + np.square(means - mean)).mean(0)
+    return mean.astype(np.float32), var.astype(np.float32)
+
+
+def freeze_normalization(dataset: Dataset, num_seeds: int = 16, first_seed: int = STATS_FIRST_SEED,
+                         protocol: EvalProtocol | None = None, backend: str | None = None) -> Dataset:
+    """The same pairs with constant statistics measured by :func:`measure_obs_stats`.
+
+    Why: running statistics restart at every evaluation, so early in a rollout the policy sees
+    inputs scaled unlike the pairs; frozen statistics remove that warm-up, and a distillation with
+    constant normalisation can start from the result. The card records where the numbers came from.
+    """
+    protocol = protocol or EvalProtocol()
+    obs_mean, obs_var = measure_obs_stats(dataset, num_seeds, first_seed, protocol, backend)
+    info = {key: value for key, value in dataset.info.items() if key not in ("evaluation", "name", "catalogue_name")}
+    info["normalization_changed"] = {
+        "from": dataset.normalization, "from_sha256": dataset.sha256,
+        "seeds": [first_seed, first_seed + num_seeds - 1], "protocol": protocol.to_dict(),
+    }
+    return dataset.replace(normalization="constant", obs_mean=obs_mean, obs_var=obs_var, info=info)

@@ -302,3 +302,42 @@ def test_train_from_defaults_to_the_datasets_recipe_and_the_standard_protocol():
     short = dataclasses.replace(dataset.recipe, steps=5)
     result = train_from(dataset.replace(info={"recipe": short.to_dict()}), protocol=EvalProtocol(1, 20), num_seeds=1)
     assert result.recipe == short and result.params is None
+
+
+def test_freeze_normalization_pools_what_the_policies_saw(tmp_path):
+    """Breakout observations are 0/1 grids, so the pooled variance of each cell must be m(1 - m)."""
+    from hades.dataset import Dataset
+    from hades.trainfrom import freeze_normalization, make_train_and_evaluate, measure_obs_stats, seed_keys
+
+    recipe = tiny_recipe(discrete=True, hidden=(8,))
+    dataset = make_breakout_dataset(seed=3).replace(normalization="running", info={"recipe": recipe.to_dict()})
+    protocol = EvalProtocol(num_envs=2, num_steps=40)
+    mean, var = measure_obs_stats(dataset, num_seeds=3, first_seed=7, protocol=protocol)
+    assert mean.shape == var.shape == (400,) and mean.dtype == np.float32
+    # each seed ended with its own statistics; the pooled mean is their average
+    _, metrics, _ = make_train_and_evaluate(dataset, recipe, protocol)(seed_keys([7, 8, 9]))
+    per_seed = np.asarray(metrics["obs_mean"])
+    assert not np.allclose(per_seed[0], per_seed[1])
+    np.testing.assert_allclose(mean, per_seed.mean(0), atol=1e-5)
+    assert 0 < mean.max() <= 1 and mean.min() >= 0
+    np.testing.assert_allclose(var, mean * (1 - mean), atol=1e-3)
+
+    frozen = freeze_normalization(dataset, num_seeds=3, first_seed=7, protocol=protocol)
+    assert frozen.normalization == "constant"
+    np.testing.assert_array_equal(frozen.obs_mean, mean)
+    np.testing.assert_array_equal(frozen.states, dataset.states)
+    np.testing.assert_array_equal(frozen.actions, dataset.actions)
+    changed = frozen.info["normalization_changed"]
+    assert changed == {"from": "running", "from_sha256": dataset.sha256, "seeds": [7, 9],
+                       "protocol": protocol.to_dict()}
+    frozen.save(tmp_path / "frozen")
+    loaded = Dataset.load(tmp_path / "frozen")
+    np.testing.assert_array_equal(loaded.obs_var, var)
+    card = (tmp_path / "frozen" / "README.md").read_text()
+    assert f"evolved with `running` normalisation (the dataset with sha256 `{dataset.sha256}`)" in card
+    assert "seeds 7-9" in card
+
+    with pytest.raises(ValueError, match="needs a dataset with running normalisation"):
+        measure_obs_stats(frozen)
+    with pytest.raises(ValueError, match="num_seeds must be at least 1"):
+        measure_obs_stats(dataset, num_seeds=0)

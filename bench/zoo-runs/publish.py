@@ -8,8 +8,10 @@ card with it, copies the dataset folder (with fitness.csv/png, states.png and va
 ``registry/NAME/VERSION`` (earlier versions stay pullable) and records name, version, sha256 and the measured return in
 ``registry/index.json``. With ``--arch`` the card's recipe (the default of ``train-from`` and the
 recipe of the standard evaluation) gets another inner policy; the pairs stay as they were evolved
-and the standard evaluation is measured again with the new recipe. Every figure it writes is
-printed here too.
+and the standard evaluation is measured again with the new recipe. With ``--freeze-stats`` a
+running-normalised dataset gets constant statistics measured from its own policies' rollouts
+(``hades.trainfrom.freeze_normalization``; 16 fresh inits, seeds 2000000-2000015), and is measured
+again too. Every figure it writes is printed here too.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--note", default="")
     parser.add_argument("--arch", default=None, help="another card recipe architecture, e.g. 256,256:tanh")
+    parser.add_argument("--freeze-stats", action="store_true",
+                        help="switch running normalisation to constant statistics measured from the dataset's policies")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
 
@@ -39,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     from hades.evaluate import EvalProtocol
     from hades.policy import format_arch, parse_arch
     from hades.runner import final_evaluation
-    from hades.trainfrom import train_from
+    from hades.trainfrom import freeze_normalization, train_from
 
     dataset = Dataset.load(args.run_dir)
     evaluation = dict(dataset.info.get("evaluation") or {})
@@ -52,8 +56,15 @@ def main(argv: list[str] | None = None) -> None:
         info["recipe"] = recipe.to_dict()
         info["recipe_changed"] = {"evolved_for": evolved_for.to_dict(), "from_sha256": dataset.sha256}
         dataset = dataset.replace(info=info)
+        print(f"card recipe {format_arch(recipe.arch)} (evolved for {format_arch(evolved_for.arch)})", flush=True)
+    if args.freeze_stats:
+        dataset = freeze_normalization(dataset)
+        mean = ", ".join(f"{x:.3f}" for x in dataset.obs_mean)
+        var = ", ".join(f"{x:.3f}" for x in dataset.obs_var)
+        print(f"constant statistics measured: obs_mean [{mean}], obs_var [{var}]", flush=True)
+    if args.arch or args.freeze_stats:
         evaluation = final_evaluation(dataset, args.seeds, EvalProtocol(**evaluation["protocol"]))
-        print(f"card recipe {format_arch(recipe.arch)} (evolved for {format_arch(evolved_for.arch)}): "
+        print(f"standard evaluation, {format_arch(dataset.recipe.arch)} {dataset.normalization} normalisation: "
               f"{evaluation['mean']:.1f} ± {evaluation['std']:.1f}", flush=True)
     rows = []
     for spec in ARCHS:
