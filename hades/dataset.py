@@ -113,6 +113,10 @@ class Dataset:
         var = self.obs_var if self.obs_var is not None else np.ones(spec.obs_dim, np.float32)
         return mean, var
 
+    def derived_info(self) -> dict[str, Any]:
+        """The card info a dataset made from this one inherits: all but its own evaluation and names."""
+        return {key: value for key, value in self.info.items() if key not in ("evaluation", "name", "catalogue_name")}
+
     def replace(self, **changes) -> "Dataset":
         fields = {name: getattr(self, name) for name in
                   ("states", "actions", "env", "normalization", "obs_mean", "obs_var", "info")}

@@ -192,7 +192,7 @@ def freeze_normalization(dataset: Dataset, num_seeds: int = 16, first_seed: int 
     """
     protocol = protocol or EvalProtocol()
     obs_mean, obs_var = measure_obs_stats(dataset, num_seeds, first_seed, protocol, backend)
-    info = {key: value for key, value in dataset.info.items() if key not in ("evaluation", "name", "catalogue_name")}
+    info = dataset.derived_info()
     info["normalization_changed"] = {
         "from": dataset.normalization, "from_sha256": dataset.sha256,
         "seeds": [first_seed, first_seed + num_seeds - 1], "protocol": protocol.to_dict(),

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.arch:
         evolved_for = dataset.recipe
         recipe = dataclasses.replace(evolved_for, arch=parse_arch(args.arch))
-        info = {key: value for key, value in dataset.info.items() if key not in ("evaluation", "name", "catalogue_name")}
+        info = dataset.derived_info()
         info["recipe"] = recipe.to_dict()
         info["recipe_changed"] = {"evolved_for": evolved_for.to_dict(), "from_sha256": dataset.sha256}
         dataset = dataset.replace(info=info)
