@@ -28,16 +28,32 @@ from typing import Any
 
 import numpy as np
 
-from hades.dataset import DATA_FILE, Dataset
+from hades.dataset import Dataset
 from hades.envs import EnvSpec, get_env_spec
 from hades.errors import FormatError, HadesError, NotFoundError, SpecError, UnknownEnvError
-from hades.formats import CARD_FILE, sha256_bytes
+from hades.files import CARD_FILE, CONVERTED_FITNESS_COLUMNS, DATASET_FILE, FITNESS_CSV
+from hades.formats import sha256_bytes
 from hades.learn import Recipe
 from hades.policy import PolicySpec
 
 SOURCE_REPOSITORY = "FLAIROx/behaviour-distillation"
 LICENSE = "apache-2.0"
-FITNESS_FILE = "fitness.csv"
+# Every converted dataset carries the paper's citation and the license notice of the original files.
+CITATION = """@inproceedings{lupu2024behaviour,
+  title     = {Behaviour Distillation},
+  author    = {Lupu, Andrei and Lu, Chris and Liesen, Jarek and Lange, Robert Tjarko and Foerster, Jakob},
+  booktitle = {The Twelfth International Conference on Learning Representations (ICLR)},
+  year      = {2024},
+  eprint    = {2406.15042},
+  archivePrefix = {arXiv}
+}"""
+LICENSE_NOTICE = (
+    "The original result file is part of FLAIROx/behaviour-distillation, copyright the authors of "
+    "Behaviour Distillation (Andrei Lupu, Chris Lu, Jarek Liesen, Robert Tjarko Lange, Jakob Foerster), "
+    "licensed under the Apache License, Version 2.0 (http://www.apache.org/licenses/LICENSE-2.0). "
+    "This dataset is a derivative work: the same numbers in another file format, with this card added; "
+    "it is distributed under the same license, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND."
+)
 # Array payloads may only be plain numbers: object arrays would let the file smuggle objects in.
 _NUMERIC_KINDS = "biufc"
 _RECORD_MODULES = ("evosax", "flax")
@@ -317,7 +333,7 @@ class Conversion:
     fitness_curve: np.ndarray | None = None
 
     def fitness_csv(self) -> str:
-        lines = ["generation,mean_fitness,max_fitness"]
+        lines = [",".join(CONVERTED_FITNESS_COLUMNS)]
         for generation, (mean, best) in enumerate(self.fitness_curve if self.fitness_curve is not None else []):
             lines.append(f"{generation},{mean:.9g},{best:.9g}")
         return "\n".join(lines) + "\n"
@@ -368,6 +384,10 @@ def convert_pickle(path: str | Path) -> Conversion:
             "under the Apache-2.0 license."
         ),
         "license": LICENSE,
+        "license_notice": LICENSE_NOTICE,
+        "citation": CITATION,
+        "original": {"repository": SOURCE_REPOSITORY, "path": method["run"] and f"{method['run']}/data_final.pkl",
+                     "sha256": source_sha},
         "method": method,
         "recipe": _recipe(source, spec, config).to_dict(),
         "provenance": provenance(seed, source=source, converted_by="hades convert", sha256_of_source=source_sha,
@@ -529,9 +549,9 @@ def convert(path: str | Path, out: str | Path | None = None) -> tuple[Conversion
     with tempfile.TemporaryDirectory(prefix="hades-convert-") as scratch:
         extra = {}
         if conversion.fitness_curve is not None:
-            curve = Path(scratch) / FITNESS_FILE
+            curve = Path(scratch) / FITNESS_CSV
             curve.write_text(conversion.fitness_csv(), encoding="utf-8")
-            extra[FITNESS_FILE] = curve
+            extra[FITNESS_CSV] = curve
         conversion.dataset.save(target, extra_files=extra)
     return conversion, target
 
@@ -545,5 +565,5 @@ def _check_target(target: Path) -> None:
     if not target.is_dir():
         raise SpecError(f"{target} exists and is not a folder; choose another --out")
     entries = {entry.name for entry in target.iterdir()}
-    if entries and not {DATA_FILE, CARD_FILE} <= entries:
+    if entries and not {DATASET_FILE, CARD_FILE} <= entries:
         raise SpecError(f"{target} exists and is not a hades dataset folder; choose another --out (it would be replaced)")

@@ -16,13 +16,11 @@ import numpy as np
 
 from hades.envs import NORMALIZATIONS, EnvSpec, env_library_versions, get_env_spec
 from hades.errors import FormatError, ShapeError
+from hades.files import CARD_FILE, DATASET_FILE, FITNESS_PLOT, PARQUET_FILE, STATES_PLOT
 from hades.formats import (
-    CARD_FILE, FORMAT_VERSION, atomic_dir, atomic_write_bytes, read_bytes, read_card, render_card,
+    FORMAT_VERSION, atomic_dir, atomic_write_bytes, read_bytes, read_card, render_card,
     tensors_from_bytes, tensors_to_bytes, verify_checksum,
 )
-
-DATA_FILE = "dataset.safetensors"
-PARQUET_FILE = "data/train.parquet"
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,9 +159,9 @@ class Dataset:
             atomic_write_bytes(path, data)
             return path
         with atomic_dir(path) as tmp:
-            (tmp / DATA_FILE).write_bytes(data)
+            (tmp / DATASET_FILE).write_bytes(data)
             sha256 = verify_checksum(data, None, "dataset")
-            images = [name for name in ("states.png", "fitness.png") if name in (extra_files or {})]
+            images = [name for name in (STATES_PLOT, FITNESS_PLOT) if name in (extra_files or {})]
             (tmp / CARD_FILE).write_text(self.card(sha256, parquet=parquet, images=images), encoding="utf-8")
             if parquet:
                 self.write_parquet(tmp / PARQUET_FILE)
@@ -237,9 +235,9 @@ class Dataset:
         """Load and validate a dataset folder or bare file; a folder is checked against its card's sha256."""
         path = Path(path)
         if path.is_dir():
-            data_path = path / DATA_FILE
+            data_path = path / DATASET_FILE
             if not data_path.is_file():
-                raise FormatError(f"{path} holds no {DATA_FILE}; it is not a hades dataset folder")
+                raise FormatError(f"{path} holds no {DATASET_FILE}; it is not a hades dataset folder")
             section, _ = read_card(path)
             expected = expected_sha256 or section.get("sha256")
             data = read_bytes(data_path)

@@ -15,10 +15,10 @@ from typing import Iterator
 
 
 from hades.errors import CardError, ChecksumError, FormatError, NotFoundError, VersionError
+from hades.files import CARD_FILE
 
 FORMAT_VERSION = 1
 METADATA_KEY = "hades"
-CARD_FILE = "README.md"
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")  # a sha256 hex digest as cards and indexes write it
 
 

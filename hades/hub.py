@@ -31,10 +31,10 @@ from urllib.parse import quote, unquote
 
 from hades import store
 from hades.errors import AuthError, FormatError, HadesError, HubError, NotFoundError, SpecError
+from hades.files import DATASET_FILE, PARQUET_FILE, POLICY_FILE
 from hades.ids import DatasetId, check_part, check_revision, format_id, is_commit, parse_hub_root, parse_id
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-PARQUET_FILE = "data/train.parquet"
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -517,7 +517,7 @@ def list_remote(where: str) -> list[RemoteEntry]:
 
 
 def _looks_like_repo(folder: Path) -> bool:
-    return (folder / "revisions").is_dir() or any((folder / name).is_file() for name in (store.DATASET_FILE, store.POLICY_FILE))
+    return (folder / "revisions").is_dir() or any((folder / name).is_file() for name in (DATASET_FILE, POLICY_FILE))
 
 
 def _list_dir(root: Path) -> list[RemoteEntry]:

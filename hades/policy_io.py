@@ -14,13 +14,13 @@ import numpy as np
 
 from hades.envs import EnvSpec, env_library_versions, get_env_spec
 from hades.errors import FormatError
+from hades.files import CARD_FILE, POLICY_FILE
 from hades.formats import (
-    CARD_FILE, FORMAT_VERSION, atomic_dir, read_bytes, read_card, render_card, tensors_from_bytes,
+    FORMAT_VERSION, atomic_dir, read_bytes, read_card, render_card, tensors_from_bytes,
     tensors_to_bytes, verify_checksum,
 )
 from hades.learn import Recipe
 
-POLICY_FILE = "policy.safetensors"
 _PARAM_PREFIX = "params/"
 
 

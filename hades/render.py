@@ -27,6 +27,7 @@ import numpy as np
 from hades.dataset import Dataset
 from hades.envs import NORM_EPS, EnvSpec
 from hades.errors import FormatError, HadesError, NotFoundError, SpecError
+from hades.files import FITNESS_CSV, FITNESS_CURVE_COLUMNS
 
 # Layout of a grid of tiles (pixels).
 GUTTER = 4
@@ -134,7 +135,8 @@ def fitness_plot(csv_path_or_rows: str | Path | Iterable[Mapping[str, Any]], pat
     """Plot a distillation fitness curve (PNG): the population mean, with max and min when present.
 
     Takes a CSV file or rows (mappings) with a ``generation`` column and ``mean``, ``max``,
-    ``min`` columns (``mean_fitness``, ``max_fitness``, ``min_fitness`` are accepted too).
+    ``min`` columns: a run's fitness.csv, or the ``mean_fitness``, ``max_fitness`` curves of a
+    converted run (:data:`hades.files.FITNESS_CURVE_COLUMNS`).
     ``validation``: rows (generation, mean, std) scoring the ES mean itself with fresh inits,
     drawn as points with error bars; ``selected`` marks the generation the run kept.
     """
@@ -639,14 +641,6 @@ def _write_atomic(path: Path, data: bytes) -> Path:
 
 # -- fitness curves --------------------------------------------------------------------------------
 
-_FITNESS_ALIASES = {
-    "generation": ("generation", "gen", "step"),
-    "mean": ("mean", "mean_fitness", "fitness_mean"),
-    "max": ("max", "max_fitness", "best", "fitness_max"),
-    "min": ("min", "min_fitness", "fitness_min"),
-}
-
-
 def _fitness_columns(source) -> dict[str, np.ndarray]:
     where = "fitness rows"
     if isinstance(source, (str, os.PathLike)):
@@ -655,7 +649,7 @@ def _fitness_columns(source) -> dict[str, np.ndarray]:
             with open(source, newline="", encoding="utf-8") as handle:
                 rows = list(csv.DictReader(handle))
         except FileNotFoundError:
-            raise NotFoundError(f"{where} does not exist; give the fitness.csv of a distillation run") from None
+            raise NotFoundError(f"{where} does not exist; give the {FITNESS_CSV} of a distillation run") from None
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise FormatError(f"{where} could not be read as CSV: {exc}") from None
     else:
@@ -664,7 +658,7 @@ def _fitness_columns(source) -> dict[str, np.ndarray]:
         raise FormatError(f"{where} holds no rows; there is no fitness curve to plot")
     keys = {str(key).strip().lower(): key for key in rows[0]}
     found = {}
-    for column, aliases in _FITNESS_ALIASES.items():
+    for column, aliases in FITNESS_CURVE_COLUMNS.items():
         key = next((keys[alias] for alias in aliases if alias in keys), None)
         if key is None:
             continue

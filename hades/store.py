@@ -26,13 +26,11 @@ from typing import Callable
 from urllib.parse import quote
 
 from hades.errors import FormatError, HadesError, NotFoundError
+from hades.files import CARD_FILE, DATASET_FILE, POLICY_FILE
 from hades.formats import sha256_file
 
 HOME_ENV = "HADES_HOME"
 MARKER = ".hades-verified.json"
-DATASET_FILE = "dataset.safetensors"
-POLICY_FILE = "policy.safetensors"
-CARD_FILE = "README.md"
 LOCK_TIMEOUT_S = 600.0
 
 

@@ -1,0 +1,35 @@
+"""The names of the files hades reads and writes, and the columns of its CSV files.
+
+One place, so a reader (the hub, the store, the catalogue, a report script) and the writer cannot
+drift apart. Importing it costs nothing: the CLI's fast commands use it too.
+"""
+
+from __future__ import annotations
+
+# A dataset or policy folder (the same folder a Hub repository holds).
+DATASET_FILE = "dataset.safetensors"
+POLICY_FILE = "policy.safetensors"
+CARD_FILE = "README.md"
+PARQUET_FILE = "data/train.parquet"  # the Hub viewer's copy of a dataset's pairs
+
+# What a distillation run adds to its dataset folder.
+FITNESS_CSV = "fitness.csv"
+FITNESS_PLOT = "fitness.png"
+STATES_PLOT = "states.png"
+VALIDATION_CSV = "validation.csv"
+CHECKPOINT_FILE = "checkpoint/state.msgpack"  # relative to the run's output folder
+
+# fitness.csv: one row per generation, the population's fitness (returns) and the run's cost so far.
+FITNESS_COLUMNS = ("generation", "mean", "max", "min", "sigma", "episodes", "env_steps", "seconds")
+# validation.csv: one row per validation, the returns of fresh inits trained on the ES mean.
+VALIDATION_COLUMNS = ("generation", "mean", "std", "min", "max")
+# The fitness.csv `hades convert` writes for a result pickle of the original code (its curves
+# hold the mean and the maximum only).
+CONVERTED_FITNESS_COLUMNS = ("generation", "mean_fitness", "max_fitness")
+# Where a fitness plot finds each curve: the column of FITNESS_COLUMNS, then that of a converted run.
+FITNESS_CURVE_COLUMNS = {
+    "generation": ("generation",),
+    "mean": ("mean", "mean_fitness"),
+    "max": ("max", "max_fitness"),
+    "min": ("min",),
+}
