@@ -37,7 +37,7 @@ from pathlib import Path
 def build_config(args):
     import dataclasses
 
-    from hades.distill import preset
+    from hades.distillation import preset
     from hades.envs import get_env_spec
     from hades.evaluate import EvalProtocol
     from hades.learn import paper_recipe

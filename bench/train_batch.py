@@ -7,7 +7,7 @@ One process, one CPU device (one core), the whole fitness function of one device
 population (train every candidate's policies, then roll them out for --eval-steps), jitted once per
 setting and timed --repeats times; the table shows the fastest repeat and the speed-up against
 training all candidates at once (`all`, plain vmap). `auto` is what `hades distill` picks
-(hades.distill.default_train_batch: about 262k policy parameters per batch). The settings run side by
+(hades.distillation.default_train_batch: about 262k policy parameters per batch). The settings run side by
 side in one process, so their ratios are comparable even on a busy machine; absolute seconds are not.
 """
 
@@ -41,7 +41,7 @@ def main() -> None:
     import jax
     import numpy as np
 
-    from hades.distill import default_train_batch, make_fitness, policy_param_count, preset, solution_layout
+    from hades.distillation import default_train_batch, make_fitness, policy_param_count, preset, solution_layout
     from hades.envs import get_env_spec
     from hades.evaluate import EvalProtocol
     from hades.policy import parse_arch

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from hades.dataset import Dataset
-from hades.distill import DistillConfig, fixed_labels, make_generation, start_arrays
+from hades.distillation import DistillConfig, fixed_labels, make_generation, start_arrays
 from hades.envs import get_env_spec
 from hades.errors import CheckpointError, SpecError
 from hades.evaluate import EvalProtocol
@@ -360,7 +360,7 @@ class Distiller:
         (None: return the last one). It does not change the search, so a run can turn it on when resumed.
 
         ``train_batch``: candidates whose inner policies train at once per device ("auto": by platform
-        and policy size, see :func:`hades.distill.default_train_batch`; None: all of them).
+        and policy size, see :func:`hades.distillation.default_train_batch`; None: all of them).
         """
         if (start is None) != (config.init_from is None) or (start is not None and start.sha256 != config.init_from):
             raise SpecError("the starting dataset does not match config.init_from (its sha256)")
@@ -500,7 +500,7 @@ class Distiller:
         ``reason``) or ``finish`` (the checkpoint already holds every generation: ``--resume``
         only writes the outputs).
         """
-        from hades.distill import policy_param_count
+        from hades.distillation import policy_param_count
 
         config = self.config
         fingerprint = config.fingerprint()
@@ -748,13 +748,3 @@ class Distiller:
                 os.replace(item, target)
         return self.out
 
-
-def final_evaluation(dataset: Dataset, seeds: int, protocol=None) -> dict:
-    """The standard protocol: fresh inits trained with the card's recipe, sampled actions."""
-    from hades.trainfrom import train_from
-
-    result = train_from(dataset, num_seeds=seeds, protocol=protocol)
-    return {"protocol": result.protocol.to_dict(), "returns": [round(float(r), 2) for r in result.returns],
-            "episodes": [int(e) for e in result.episodes], "mean": round(result.mean, 2), "std": round(result.std, 2),
-            "seeds": list(result.seeds),
-            "summary": f"{seeds} fresh random inits trained with this card's recipe, each evaluated once."}

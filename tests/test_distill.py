@@ -21,7 +21,7 @@ import yaml
 from conftest import run_cli, tiny_recipe
 
 import hades
-from hades.distill import (DistillConfig, default_train_batch, fixed_labels, make_fitness, make_generation, make_strategy,
+from hades.distillation import (DistillConfig, default_train_batch, fixed_labels, make_fitness, make_generation, make_strategy,
                           policy_param_count, preset, solution_layout, start_arrays)
 from hades.errors import CheckpointError, SpecError, UnknownEnvError
 from hades.evaluate import EvalProtocol

@@ -1,4 +1,4 @@
-"""`hades distill`: a thin wrapper over hades.distill (the pure part) and hades.runner (the loop)."""
+"""`hades distill`: a thin wrapper over hades.distillation (the pure part) and hades.runner (the loop)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def distill_command(
 
     import dataclasses
 
-    from hades.distill import preset as make_preset
+    from hades.distillation import preset as make_preset
     from hades.evaluate import EvalProtocol
     from hades.policy import parse_arch
 
@@ -106,7 +106,7 @@ def distill_command(
 
         validation = Validation(validate_every, validate_seeds, final_protocol)
     if start is not None:
-        from hades.distill import start_arrays
+        from hades.distillation import start_arrays
 
         start_arrays(config, start)  # a dataset that cannot seed this run fails here, before any work
     out = out or Path(f"{config.env}-D{config.pairs}-{config.method}-seed{config.seed}")
@@ -160,7 +160,8 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
     import jax
 
     from hades.evaluate import EvalProtocol
-    from hades.runner import Distiller, final_evaluation, is_lead_process, shutdown_distributed
+    from hades.runner import Distiller, is_lead_process, shutdown_distributed
+    from hades.trainfrom import standard_evaluation
 
     console = Console(stderr=True)
     distiller = Distiller(config, out, checkpoint_every, devices, start=start, start_source=start_source,
@@ -202,7 +203,7 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
         protocol = final_protocol or EvalProtocol()
         console.print(f"final evaluation: {final_seeds} fresh inits, recipe from the card, "
                       f"{protocol.num_envs} envs x {protocol.num_steps} steps")
-        evaluation = final_evaluation(dataset, final_seeds, protocol)
+        evaluation = standard_evaluation(dataset, final_seeds, protocol)
     distiller.write_outputs(dataset, evaluation)
     selected = (dataset.info.get("method") or {}).get("selected")
     summary = f"wrote {out}"
