@@ -2,7 +2,10 @@
 
 Four kinds of identifier name something ``hades`` can load:
 
-- a catalogue name, ``hopper-4pairs`` or ``hopper-4pairs@1`` (a bundled dataset, optionally a version);
+- a catalogue name, ``hopper-4pairs`` or ``hopper-4pairs@1`` (a bundled dataset, optionally a version),
+  or ``NAMESPACE/NAME[@VERSION]`` for an entry of one of the catalogue's namespaces
+  (:data:`CATALOGUE_NAMESPACES`: ``iclr2024/hopper-4pairs-hades-r-seed0`` is a dataset the paper's
+  authors published, converted); our own entries have no namespace;
 - a Hugging Face Hub repository, ``hf://ORG/NAME[@REVISION]``; ``hf://datasets/ORG/NAME`` or
   ``hf://models/ORG/NAME`` pin the repository type (otherwise datasets are tried first, then models);
 - a directory hub, ``file:///PATH/ORG/NAME[@REVISION]``: a folder on disk laid out like a Hub;
@@ -22,13 +25,17 @@ from urllib.parse import quote, unquote
 from hades.errors import SpecError
 
 KINDS = ("catalogue", "hf", "dir", "path")
+# The catalogue's namespaces and what each holds. A name without a namespace is one of ours.
+CATALOGUE_NAMESPACES = {
+    "iclr2024": "datasets published with Behaviour Distillation (ICLR 2024), converted by hades convert",
+}
 REPO_TYPES = ("dataset", "model")
 
 _PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
 _REV_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,126})")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-_FORMS = "a catalogue name (hopper-4pairs), hf://ORG/NAME[@REVISION], file:///PATH/ORG/NAME[@REVISION] or a local path"
+_FORMS = "a catalogue name (hopper-4pairs, iclr2024/NAME), hf://ORG/NAME[@REVISION], file:///PATH/ORG/NAME[@REVISION] or a local path"
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class DatasetId:
                 raise SpecError(f"a local path takes no name, @revision or repository type: {self.path!r}")
             return
         if self.kind == "catalogue":
-            check_part(self.name, "catalogue name", shown)
+            check_catalogue_name(self.name, shown)
             if self.revision is not None:
                 check_part(self.revision, "version", shown)
         else:
@@ -79,6 +86,11 @@ class DatasetId:
                     raise SpecError(f"directory hub root {self.path!r} has an empty, '.' or '..' part; write it out in full")
         elif self.path is not None:
             raise SpecError(f"only directory hubs and local paths carry a path, not {self.kind} ids")
+
+    @property
+    def namespace(self) -> str:
+        """The catalogue namespace (``iclr2024``), or "" for our own entries and the other kinds."""
+        return split_catalogue_name(self.name)[0] if self.kind == "catalogue" else ""
 
     @property
     def org(self) -> str:
@@ -134,6 +146,39 @@ def check_part(part: str, what: str, shown: str) -> None:
         )
 
 
+def split_catalogue_name(name: str) -> tuple[str, str]:
+    """``("iclr2024", "hopper-4pairs-hades-r-seed0")`` for a namespaced name, ``("", name)`` otherwise."""
+    namespace, slash, rest = name.partition("/")
+    return (namespace, rest) if slash else ("", name)
+
+
+def format_catalogue_name(name: str, namespace: str | None = None) -> str:
+    """``NAMESPACE/NAME`` (or ``NAME``), checked; the inverse of :func:`split_catalogue_name`."""
+    full = f"{namespace}/{name}" if namespace else name
+    check_catalogue_name(full, full)
+    return full
+
+
+def check_catalogue_name(name: str, shown: str = "") -> str:
+    """A catalogue name: ``NAME`` or ``NAMESPACE/NAME`` with a known namespace; each part like a Hub name part."""
+    shown = shown or name
+    namespace, rest = split_catalogue_name(name)
+    if namespace or "/" in name:
+        if namespace not in CATALOGUE_NAMESPACES:
+            known = ", ".join(sorted(CATALOGUE_NAMESPACES))
+            raise SpecError(f"malformed id {shown!r}: {namespace!r} is not a catalogue namespace (known: {known})")
+        if "/" in rest:
+            raise SpecError(f"malformed id {shown!r}: a catalogue name has at most one '/', as NAMESPACE/NAME")
+    check_part(rest, "catalogue name", shown)
+    return name
+
+
+def _catalogue_candidate(text: str) -> bool:
+    """``NAMESPACE/...`` with a known namespace reads as a catalogue name, not a relative path."""
+    namespace, slash, _ = text.partition("/")
+    return bool(slash) and namespace in CATALOGUE_NAMESPACES
+
+
 def _looks_like_path(text: str) -> bool:
     return (
         "/" in text or "\\" in text or text.startswith((".", "~"))
@@ -158,7 +203,7 @@ def parse_id(text: str) -> DatasetId:
             return _parse_file(rest, text)
         raise SpecError(f"unsupported scheme {name}:// in {text!r}: expected {_FORMS}")
     name, at, version = text.partition("@")
-    if _looks_like_path(name if at else text):
+    if _looks_like_path(name if at else text) and not _catalogue_candidate(name):
         return DatasetId("path", path=text)
     if at and not version:
         raise SpecError(f"malformed id {text!r}: empty version after '@'; write NAME@VERSION or just NAME")

@@ -2,8 +2,10 @@
 
 The catalogue is ``registry/index.json`` (shipped in the wheel as ``hades/_registry``; the
 environment variable ``HADES_REGISTRY`` points at another catalogue folder): a JSON list of
-entries ``{name, version, sha256, env, pairs, return: {mean, std, protocol}, license, path}``,
-``path`` being the dataset folder relative to the catalogue folder. Bundled datasets need no
+entries ``{name, version, sha256, env, pairs, return: {mean, std, protocol}, license, path}`` and,
+optionally, ``method`` (``hades-r``, ``hades-f``, ...) and ``source`` (where the entry comes from),
+``path`` being the dataset folder relative to the catalogue folder. Names are ``NAME`` (ours) or
+``NAMESPACE/NAME`` (see :data:`hades.ids.CATALOGUE_NAMESPACES`). Bundled datasets need no
 network and no store: they are checked against the sha256 in the index and used in place.
 """
 
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from hades.errors import ChecksumError, FormatError, NotFoundError
 from hades.formats import SHA256_PATTERN
-from hades.ids import DatasetId, check_part, parse_id
+from hades.ids import DatasetId, check_catalogue_name, check_part, parse_id, split_catalogue_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from hades.dataset import Dataset
@@ -53,17 +55,28 @@ class Entry:
     license: str
     path: str  # relative to the catalogue folder
     folder: Path  # absolute location of the dataset folder
+    method: str | None = None
+    source: str | None = None
 
     @property
     def id(self) -> str:
         return f"{self.name}@{self.version}"
 
+    @property
+    def namespace(self) -> str:
+        """"" for our own entries, else the namespace the name starts with (``iclr2024``)."""
+        return split_catalogue_name(self.name)[0]
+
     def to_dict(self) -> dict:
         evaluation = None
         if self.evaluation is not None:
             evaluation = {"mean": self.evaluation.mean, "std": self.evaluation.std, "protocol": self.evaluation.protocol}
-        return {"name": self.name, "version": self.version, "sha256": self.sha256, "env": self.env,
-                "pairs": self.pairs, "return": evaluation, "license": self.license, "path": self.path}
+        row = {"name": self.name, "version": self.version, "sha256": self.sha256, "env": self.env,
+               "pairs": self.pairs, "return": evaluation, "license": self.license, "path": self.path}
+        for key in ("method", "source"):
+            if getattr(self, key) is not None:
+                row[key] = getattr(self, key)
+        return row
 
 
 def catalogue_dir() -> Path:
@@ -111,7 +124,7 @@ def _parse_entry(item, position: int, folder: Path, index: Path) -> Entry:
         raise FormatError(f"{where} lacks {', '.join(missing)}")
     name, version = str(item["name"]), str(item["version"])
     try:
-        check_part(name, "catalogue name", name)
+        check_catalogue_name(name, name)
         check_part(version, "version", version)
     except Exception as exc:
         raise FormatError(f"{where}: {exc}") from None
@@ -132,8 +145,9 @@ def _parse_entry(item, position: int, folder: Path, index: Path) -> Entry:
             evaluation = Evaluation(float(ret["mean"]), float(ret["std"]), str(ret["protocol"]))
         except (TypeError, KeyError, ValueError):
             raise FormatError(f"{where}: return must be {{mean, std, protocol}} or null") from None
+    optional = {key: str(item[key]) for key in ("method", "source") if item.get(key) is not None}
     return Entry(name, version, sha256, str(item["env"]), pairs, evaluation, str(item["license"]), rel,
-                 folder / rel_path)
+                 folder / rel_path, **optional)
 
 
 def _version_key(version: str) -> tuple:
@@ -155,6 +169,28 @@ def find_entry(name: str, version: str | None = None, entries: tuple[Entry, ...]
     raise NotFoundError(f"{name} has no version {version!r}; available versions: {versions}")
 
 
+def select_entries(entries: tuple[Entry, ...], *, env: str | None = None, namespace: str | None = None,
+                   method: str | None = None) -> list[Entry]:
+    """The entries of one env, namespace (``"ours"`` or ``""``: no namespace) and method; None matches all."""
+    from hades.ids import CATALOGUE_NAMESPACES
+
+    if namespace is not None:
+        namespace = "" if namespace.strip().lower() in ("", "ours") else namespace.strip().rstrip("/")
+        if namespace and namespace not in CATALOGUE_NAMESPACES:
+            known = ", ".join(["ours", *sorted(CATALOGUE_NAMESPACES)])
+            raise NotFoundError(f"{namespace!r} is not a catalogue namespace (known: {known})")
+    selected = []
+    for entry in entries:
+        if env is not None and entry.env.lower() != env.lower():
+            continue
+        if namespace is not None and entry.namespace != namespace:
+            continue
+        if method is not None and (entry.method or "").lower() != method.lower():
+            continue
+        selected.append(entry)
+    return selected
+
+
 def _unknown_name_message(name: str, entries: tuple[Entry, ...]) -> str:
     names = sorted({entry.name for entry in entries})
     if not names:
@@ -162,7 +198,13 @@ def _unknown_name_message(name: str, entries: tuple[Entry, ...]) -> str:
                 "(hf://ORG/NAME), a directory hub (file:///PATH/ORG/NAME) or a local path")
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"{name!r} is not in the catalogue: {hint}available: {', '.join(names)}"
+    namespace = split_catalogue_name(name)[0]
+    shown = [entry for entry in names if split_catalogue_name(entry)[0] == namespace]
+    if namespace:
+        return f"{name!r} is not in the catalogue: {hint}{len(shown)} entries in {namespace}/"
+    others = sorted({split_catalogue_name(entry)[0] for entry in names} - {""})
+    more = f"; namespaces: {', '.join(others)}" if others else ""
+    return f"{name!r} is not in the catalogue: {hint}available: {', '.join(shown) or 'none'}{more}"
 
 
 def check_bundled(entry: Entry) -> Path:

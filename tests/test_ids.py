@@ -98,3 +98,42 @@ def test_hub_roots():
         parse_hub_root("file:///srv/../hub")
     with pytest.raises(SpecError):
         parse_hub_root("bad org")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("iclr2024/hopper-4pairs-hades-r-seed0", DatasetId("catalogue", "iclr2024/hopper-4pairs-hades-r-seed0")),
+    ("iclr2024/hopper-4pairs-hades-f-seed2@1.0", DatasetId("catalogue", "iclr2024/hopper-4pairs-hades-f-seed2", "1.0")),
+])
+def test_namespaced_catalogue_names(text, expected):
+    parsed = parse_id(text)
+    assert parsed == expected and parse_id(format_id(parsed)) == parsed
+    assert parsed.namespace == "iclr2024" and parse_id("hopper-4pairs").namespace == ""
+
+
+def test_catalogue_name_grammar_pair():
+    from hades.ids import format_catalogue_name, split_catalogue_name
+
+    assert format_catalogue_name("hopper-4pairs-hades-r-seed0", "iclr2024") == "iclr2024/hopper-4pairs-hades-r-seed0"
+    assert split_catalogue_name("iclr2024/hopper-4pairs-hades-r-seed0") == ("iclr2024", "hopper-4pairs-hades-r-seed0")
+    assert split_catalogue_name("hopper-4pairs") == ("", "hopper-4pairs")
+    assert format_catalogue_name("hopper-4pairs") == "hopper-4pairs"
+
+
+@pytest.mark.parametrize("name, namespace, fragment", [
+    ("x", "nope", "not a catalogue namespace"),
+    ("a/b", "iclr2024", "at most one '/'"),
+    ("", "iclr2024", "is empty"),
+    ("a..b", "iclr2024", "not a valid catalogue name"),
+    ("-x", None, "not a valid catalogue name"),
+])
+def test_bad_catalogue_names(name, namespace, fragment):
+    from hades.ids import format_catalogue_name
+
+    with pytest.raises(SpecError, match=fragment):
+        format_catalogue_name(name, namespace)
+
+
+def test_a_path_under_an_unknown_namespace_stays_a_path():
+    assert parse_id("runs/hopper-4") == DatasetId("path", path="runs/hopper-4")
+    with pytest.raises(SpecError, match="at most one '/'"):
+        parse_id("iclr2024/a/b")

@@ -39,50 +39,76 @@ def list_command(
     hub: Optional[str] = typer.Option(None, "--hub", metavar="ORG|file:///PATH",
                                       help="List a Hub author's hades datasets (or a directory hub) instead of the catalogue."),
     env: Optional[str] = typer.Option(None, "--env", help="Only datasets for this environment."),
+    namespace: Optional[str] = typer.Option(None, "--namespace", metavar="NS",
+                                            help="Only this catalogue namespace (iclr2024; 'ours' for our own entries)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Only datasets made by this method (hades-r, hades-f)."),
+    show_all: bool = typer.Option(False, "--all", help="Every namespace (by default the namespaced entries are counted, not listed)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List the bundled datasets (name, env, pairs, return, license).
+    """List the bundled datasets (name, where they come from, env, pairs, return, license).
 
-    The catalogue is the one shipped with hades, or the folder named by $HADES_REGISTRY.
+    The catalogue is the one shipped with hades, or the folder named by $HADES_REGISTRY. Our own
+    entries are listed; the datasets of other namespaces (the paper's, converted) with --namespace or --all.
+
+    Examples: hades list --namespace iclr2024 --env hopper --method hades-f; hades list --all --json
     """
     env_name = None
     if env is not None:
         from hades.envs import get_env_spec
 
         env_name = get_env_spec(env).name
+    hidden: dict[str, int] = {}
     if hub is not None:
         from hades.hub import list_remote
 
         rows = [entry.to_dict() for entry in list_remote(hub)]
         title = f"hades datasets on {hub}"
     else:
-        from hades.registry import load_catalogue
+        from hades.registry import load_catalogue, select_entries
 
-        rows = [dict(entry.to_dict(), id=entry.id) for entry in load_catalogue()]
+        entries = load_catalogue()
+        selected = select_entries(entries, env=env_name, namespace=namespace, method=method)
+        if namespace is None and not show_all:
+            for entry in selected:
+                if entry.namespace:
+                    hidden[entry.namespace] = hidden.get(entry.namespace, 0) + 1
+            selected = [entry for entry in selected if not entry.namespace]
+        rows = [dict(entry.to_dict(), id=entry.id, namespace=entry.namespace or None) for entry in selected]
         title = "bundled catalogue"
-    if env_name is not None:
+    if env_name is not None and hub is not None:
         rows = [row for row in rows if (row.get("env") or "").lower() == env_name.lower()]
     if as_json:
         _print_json(rows)
         return
     console = _console()
+    more = "; ".join(f"{count} more in {name}/ (hades list --namespace {name})" for name, count in sorted(hidden.items()))
     if not rows:
         where = f" for {env_name}" if env_name else ""
         hint = "" if hub else " (use `hades list --hub ORG` for a Hub author's datasets)"
-        console.print(f"no datasets in the {title}{where}{hint}")
+        console.print(f"no datasets in the {title}{where}{hint}" + (f"; {more}" if more else ""))
         return
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for column in ("name" if hub is None else "id", "env", "pairs", "return", "protocol", "license"):
+    columns = ("name" if hub is None else "id", "source", "env", "pairs", "method", "return", "protocol", "license")
+    for column in columns:
         table.add_column(column, justify="right" if column == "pairs" else "left")
     for row in rows:
         ret = row.get("return")
         shown = "-" if not ret else f"{ret['mean']:.1f} ± {ret['std']:.1f}"
-        table.add_row(row.get("id") if hub else row["id"], row.get("env") or "-",
-                      str(row["pairs"]) if row.get("pairs") is not None else "-", shown,
+        table.add_row(row.get("id") or "-", _source(row), row.get("env") or "-",
+                      str(row["pairs"]) if row.get("pairs") is not None else "-", row.get("method") or "-", shown,
                       (ret or {}).get("protocol") or "-", row.get("license") or "-")
     console.print(table)
+    if more:
+        console.print(more)
+
+
+def _source(row: dict) -> str:
+    """Where an entry comes from, in a few words: ours (hades distill) or the namespace it was converted into."""
+    if row.get("namespace"):
+        return f"{row['namespace']} (converted)"
+    return row.get("source") or "hades distill"
 
 
 @app.command("show")
