@@ -154,6 +154,49 @@ def train_from(dataset: Dataset, recipe: Recipe | None = None, protocol: EvalPro
     )
 
 
+def standard_evaluation(dataset: Dataset, seeds: int = 8, protocol: EvalProtocol | None = None,
+                        recipe: Recipe | None = None, first_seed: int = 0) -> dict:
+    """The standard protocol as a card records it: fresh inits trained with the card's recipe, sampled actions."""
+    result = train_from(dataset, recipe, num_seeds=seeds, protocol=protocol, first_seed=first_seed)
+    return {"protocol": result.protocol.to_dict(), "returns": [round(float(r), 2) for r in result.returns],
+            "episodes": [int(e) for e in result.episodes], "mean": round(result.mean, 2), "std": round(result.std, 2),
+            "seeds": list(result.seeds),
+            "summary": f"{seeds} fresh random inits trained with this card's recipe, each evaluated once."}
+
+
+def fixed_init_evaluation(dataset: Dataset, init_seed: int, num_runs: int = 8, protocol: EvalProtocol | None = None,
+                          legacy_prng: bool = False, first_eval_seed: int = 0) -> dict:
+    """Score a HaDES-F dataset from the one init it was evolved for: that init trained once, evaluated ``num_runs`` times.
+
+    The init is ``network.init(PRNGKey(init_seed), ...)``, as HaDES-F draws it. ``legacy_prng``
+    draws it with jax's pre-0.5 random bits (``jax_threefry_partitionable`` off), which is how the
+    original code's runs drew theirs; the parameters then match that init up to float rounding.
+    """
+    import jax
+
+    from hades.evaluate import make_evaluate
+    from hades.learn import make_train
+
+    if num_runs < 1:
+        raise ValueError(f"num_runs must be at least 1, got {num_runs}")
+    recipe, protocol = dataset.recipe, protocol or EvalProtocol()
+    spec = dataset.env_spec
+    train = make_train(recipe, spec.obs_dim, spec.action_dim, spec.discrete)
+    evaluate = make_evaluate(spec, recipe.arch, protocol, dataset.normalization, dataset.backend)
+    obs_mean, obs_var = dataset.normalization_arrays()
+    with jax.threefry_partitionable(not legacy_prng):
+        params, _ = jax.jit(train)(jax.random.PRNGKey(init_seed), dataset.states, dataset.actions)
+    seeds = list(range(first_eval_seed, first_eval_seed + num_runs))
+    eval_keys = jax.vmap(lambda key: jax.random.split(key)[1])(seed_keys(seeds))
+    metrics = jax.jit(jax.vmap(lambda key: evaluate(params, key, obs_mean, obs_var)))(eval_keys)
+    returns = np.asarray(metrics["mean_return"], np.float64)
+    return {"init_seed": int(init_seed), "legacy_prng": bool(legacy_prng), "protocol": protocol.to_dict(),
+            "returns": [round(float(r), 2) for r in returns], "mean": round(float(returns.mean()), 2),
+            "std": round(float(returns.std()), 2), "eval_seeds": seeds,
+            "summary": f"the init drawn from seed {init_seed}, trained once with this card's recipe, "
+                       f"evaluated {num_runs} times"}
+
+
 # Seeds for measuring observation statistics: disjoint from the evaluation's (0, 1, ...) and from
 # distillation's validation seeds (1_000_000, ...), so the frozen statistics are not fitted to the
 # inits that later score the dataset.

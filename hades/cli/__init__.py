@@ -33,7 +33,7 @@ def _root() -> None:
 # Registration order is the order of `hades --help`.
 from hades.cli import train as _train  # noqa: E402,F401
 
-for _optional in ("registry", "distill", "convert"):
+for _optional in ("registry", "store", "distill", "publish", "convert"):
     try:
         __import__(f"hades.cli.{_optional}")
     except ModuleNotFoundError as _exc:  # a command module not present in this build
@@ -50,6 +50,9 @@ def _fail(message: str, code: int = 1) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("HADES_DEBUG", "") not in ("", "0")
+    from hades.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()  # only environment variables: jax reads them if and when a command compiles
     command = typer.main.get_command(app)
     _plain_params(command)
     try:

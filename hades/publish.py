@@ -1,0 +1,373 @@
+"""Publish a dataset into a catalogue: the one way an entry enters it.
+
+:func:`publish` takes a finished distillation run, a dataset (any identifier) or a result pickle
+of the original code, measures it under the standard protocol (and on other architectures),
+writes the entry's folder and adds it to ``index.json``. Published versions are immutable.
+
+Nothing half-done is ever visible: the folder is written under a staging name inside the
+catalogue and renamed into place, and the index is rewritten atomically afterwards, both under a
+lock. A publish killed between the two leaves a folder the index does not list; the next publish
+(of any entry) removes such debris, and the staging folders of dead processes, first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from hades.dataset import Dataset
+from hades.errors import FormatError, NotFoundError, SpecError
+from hades.evaluate import EvalProtocol
+from hades.formats import atomic_write_bytes
+from hades.ids import check_part, format_catalogue_name, split_catalogue_name
+
+# The architectures every entry's transfer table reports (the issue of tanh-only datasets shows here).
+TRANSFER_ARCHS = ("2x64:relu", "2x256:tanh", "2x512:tanh", "3x256:relu")
+# Files of a run or dataset folder that travel with the entry (when present and pictures are kept).
+EXTRA_FILES = ("fitness.csv", "fitness.png", "states.png", "validation.csv")
+PICTURES = ("fitness.png", "states.png")
+STAGING_PREFIX = ".publish-"
+# Below this fraction of what the paper's run recorded, a card says that our figure falls short.
+SHORTFALL = 0.9
+
+
+class PublishError(SpecError):
+    """The entry cannot be published as asked (exists already, bad source, bad name)."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What :func:`publish` wrote: the entry's id, its folder and what it measured."""
+
+    id: str
+    name: str
+    version: str
+    sha256: str
+    folder: Path
+    evaluation: dict
+    dataset: Dataset
+
+    @property
+    def architectures(self) -> list[dict]:
+        return list(self.evaluation.get("architectures") or [])
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def publish(source: str | Path, name: str, version: str, *, namespace: str | None = None,
+            arch: str | None = None, freeze_stats: bool = False, seeds: int = 8,
+            protocol: EvalProtocol | None = None, transfer: tuple[str, ...] | None = TRANSFER_ARCHS,
+            catalogue: str | Path | None = None, description: str | None = None,
+            pictures: bool = True, parquet: bool = True, progress: Progress | None = None) -> PublishResult:
+    """Measure ``source`` and add it to the catalogue as ``[namespace/]name@version``.
+
+    ``arch`` gives the card another recipe architecture (the pairs stay as evolved);
+    ``freeze_stats`` turns running normalisation into constant statistics measured from the
+    dataset's own policies. ``transfer`` lists the architectures of the transfer table (None or
+    empty: no table). ``pictures``/``parquet``: ship the run's pictures and the parquet mirror
+    (a converted entry can leave them out and render pictures on demand).
+    """
+    from hades.policy import parse_arch
+
+    full = _check_name(name, namespace)
+    _check_version(version)
+    if seeds < 1:
+        raise PublishError(f"publishing needs at least 1 evaluation seed, got {seeds}")
+    archs = [parse_arch(spec) for spec in (transfer or ())]
+    recipe_arch = parse_arch(arch) if arch else None
+    folder = _catalogue_folder(catalogue)
+    with _index_lock(folder):
+        _check_unpublished(folder, full, version)
+    dataset, extras = load_source(source)
+    notify = progress or (lambda stage, done, total: None)
+    total = 1 + len(archs) + int(freeze_stats)
+    done = 0
+    if recipe_arch is not None:
+        dataset = _with_recipe_arch(dataset, recipe_arch)
+    if freeze_stats:
+        from hades.trainfrom import freeze_normalization
+
+        notify("measuring constant statistics", done, total)
+        dataset = freeze_normalization(dataset)
+        done += 1
+    own_init = hades_f_init(dataset)
+    if own_init is not None:
+        total += 1
+    evaluation = measure(dataset, seeds, protocol, archs, notify, done, total)
+    if own_init is not None:
+        from hades.trainfrom import fixed_init_evaluation
+
+        notify("its own fixed init", total - 1, total)
+        evaluation["own_init"] = fixed_init_evaluation(dataset, own_init[0], seeds, protocol, legacy_prng=own_init[1])
+    info = {**dataset.derived_info(), "name": full, "catalogue_name": full, "evaluation": evaluation}
+    if description:
+        info["description"] = description
+    recorded = _recorded_fitness(dataset)
+    if recorded is not None:
+        info["paper_comparison"] = compare_with_recorded(evaluation["mean"], recorded)
+    dataset = dataset.replace(info=info)
+    keep = [name for name in extras if pictures or name not in PICTURES]
+    with _index_lock(folder):
+        _check_unpublished(folder, full, version)
+        entry_folder = _write_entry(folder, full, version, dataset, {name: extras[name] for name in keep}, parquet)
+        sha256 = Dataset.load(entry_folder).sha256
+        _add_to_index(folder, _index_row(full, version, sha256, dataset, evaluation))
+    notify("published", total, total)
+    return PublishResult(f"{full}@{version}", full, version, sha256, entry_folder, evaluation, dataset)
+
+
+def measure(dataset: Dataset, seeds: int = 8, protocol: EvalProtocol | None = None, archs=(),
+            notify: Progress | None = None, done: int = 0, total: int | None = None) -> dict:
+    """The standard evaluation of ``dataset`` with its card's recipe, plus a row per transfer architecture."""
+    from hades.policy import format_arch
+    from hades.trainfrom import standard_evaluation, train_from
+
+    notify = notify or (lambda stage, done, total: None)
+    total = total if total is not None else 1 + len(archs)
+    notify("standard evaluation", done, total)
+    evaluation = standard_evaluation(dataset, seeds, protocol)
+    done += 1
+    rows = []
+    for policy in archs:
+        notify(f"transfer {format_arch(policy)}", done, total)
+        recipe = dataclasses.replace(dataset.recipe, arch=policy)
+        result = train_from(dataset, recipe, protocol=protocol, num_seeds=seeds)
+        rows.append({"arch": format_arch(policy), "mean": round(result.mean, 1), "std": round(result.std, 1),
+                     "returns": [round(float(r), 1) for r in result.returns]})
+        done += 1
+    if rows:
+        evaluation["architectures"] = rows
+    return evaluation
+
+
+def compare_with_recorded(mean: float, recorded: float) -> dict:
+    """Our re-measured mean against the fitness the original run recorded; flags a shortfall of over 10%."""
+    ratio = mean / recorded if recorded > 0 else None
+    short = ratio is not None and ratio < SHORTFALL
+    return {"recorded_fitness": round(float(recorded), 2), "measured_mean": round(float(mean), 2),
+            "ratio": None if ratio is None else round(ratio, 3), "below_recorded_by_over_10_percent": short}
+
+
+# -- sources ---------------------------------------------------------------------------------------
+def load_source(source: str | Path) -> tuple[Dataset, dict[str, Path]]:
+    """The dataset ``source`` names and the extra files (fitness.csv, pictures, ...) beside it.
+
+    A result pickle (``.pkl``) is converted in memory; a run folder must hold the run's outputs.
+    """
+    from hades.checkpoint import checkpoint_file
+
+    path = Path(str(source)).expanduser()
+    if path.suffix == ".pkl":
+        if not path.is_file():
+            raise NotFoundError(f"{source} does not exist")
+        from hades.convert import convert_pickle
+
+        return convert_pickle(path).dataset, {}
+    if path.is_dir() and not (path / "dataset.safetensors").exists():
+        if checkpoint_file(path).exists():
+            raise PublishError(f"{source} is a distillation run without outputs yet: finish the run first")
+        raise PublishError(f"{source} is not a dataset folder (no dataset.safetensors) nor a finished run")
+    from hades.registry import open_dataset
+
+    try:
+        dataset = open_dataset(str(source))
+    except FormatError as exc:
+        raise type(exc)(f"{source} is not a dataset: {exc}") from None
+    extras = {}
+    if path.is_dir():
+        extras = {name: path / name for name in EXTRA_FILES if (path / name).is_file()}
+    return dataset, extras
+
+
+def _with_recipe_arch(dataset: Dataset, arch) -> Dataset:
+    evolved_for = dataset.recipe
+    info = dataset.derived_info()
+    info["recipe"] = dataclasses.replace(evolved_for, arch=arch).to_dict()
+    info["recipe_changed"] = {"evolved_for": evolved_for.to_dict(), "from_sha256": dataset.sha256}
+    return dataset.replace(info=info)
+
+
+def hades_f_init(dataset: Dataset) -> tuple[int, bool] | None:
+    """``(init seed, legacy_prng)`` of the one init a HaDES-F dataset was evolved for; None for other methods.
+
+    A converted run drew its init with the original code's jax (pre-0.5 random bits); ours with today's.
+    """
+    method = dataset.info.get("method")
+    if not isinstance(method, dict) or method.get("name") != "hades-f":
+        return None
+    converted = (dataset.info.get("provenance") or {}).get("converted_by") == "hades convert"
+    seed = method.get("overfit_seed") if converted else (method.get("config") or {}).get("fixed_init_seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return None
+    return seed, converted
+
+
+def _recorded_fitness(dataset: Dataset) -> float | None:
+    """What a converted run recorded as its final population mean fitness (None for our own runs)."""
+    method = dataset.info.get("method")
+    if not isinstance(method, dict) or not isinstance(dataset.info.get("provenance"), dict):
+        return None
+    if dataset.info["provenance"].get("converted_by") != "hades convert":
+        return None
+    value = method.get("final_fitness")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# -- the catalogue ---------------------------------------------------------------------------------
+def _check_name(name: str, namespace: str | None) -> str:
+    if not isinstance(name, str) or "/" in name:
+        raise PublishError(f"bad entry name {name!r}: give the namespace separately, the name itself has no '/'")
+    try:
+        return format_catalogue_name(name, namespace)
+    except SpecError as exc:
+        raise PublishError(str(exc)) from None
+
+
+def _check_version(version: str) -> None:
+    try:
+        check_part(version, "version", version)
+    except SpecError as exc:
+        raise PublishError(str(exc)) from None
+
+
+def _catalogue_folder(catalogue: str | Path | None) -> Path:
+    if catalogue is None:
+        from hades.registry import catalogue_dir
+
+        catalogue = catalogue_dir()
+    folder = Path(catalogue).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise PublishError(f"the catalogue {folder} is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PublishError(f"the catalogue {folder} is not writable")
+    return folder
+
+
+class _index_lock:
+    """One publisher at a time per catalogue; the lock file lives outside the catalogue (it ships in wheels)."""
+
+    def __init__(self, folder: Path):
+        from filelock import FileLock
+
+        digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+        self._lock = FileLock(os.path.join(tempfile.gettempdir(), f"hades-catalogue-{digest}.lock"))
+        self._folder = folder
+
+    def __enter__(self):
+        self._lock.acquire()
+        try:
+            clean_debris(self._folder)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+
+def _read_index(folder: Path) -> list[dict]:
+    from hades.registry import INDEX_FILE, load_catalogue
+
+    if not (folder / INDEX_FILE).exists():
+        return []
+    load_catalogue(folder)  # a broken index is refused before it is rewritten
+    return json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))
+
+
+def clean_debris(folder: Path) -> list[Path]:
+    """Remove what killed publishes left: staging folders of dead processes, entry folders no index lists.
+
+    Call with the catalogue's lock held. Returns what was removed.
+    """
+    removed = []
+    for item in folder.glob(f"{STAGING_PREFIX}*"):
+        pid = item.name[len(STAGING_PREFIX):].split("-")[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(item, ignore_errors=True)
+            removed.append(item)
+    listed = {Path(row["path"]) for row in _read_index(folder)}
+    for marker in folder.glob("**/.published"):
+        entry = marker.parent
+        if entry.relative_to(folder) not in listed:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_unpublished(folder: Path, full: str, version: str) -> None:
+    for row in _read_index(folder):
+        if row["name"].lower() == full.lower() and row["version"] == version:
+            raise PublishError(f"{full}@{version} is already published; published versions are immutable, "
+                               "pick another version")
+    if (folder / _entry_path(full, version)).exists():
+        raise PublishError(f"{folder / _entry_path(full, version)} exists but the index does not list it; "
+                           "move it away or pick another version")
+
+
+def _entry_path(full: str, version: str) -> Path:
+    namespace, name = split_catalogue_name(full)
+    return Path(namespace, name, version) if namespace else Path(name, version)
+
+
+def _write_entry(folder: Path, full: str, version: str, dataset: Dataset, extras: dict[str, Path],
+                 parquet: bool) -> Path:
+    target = folder / _entry_path(full, version)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=folder))
+    try:
+        staged = dataset.save(staging / "entry", parquet=parquet, extra_files=extras)
+        # Marks a folder that publish wrote: one the index does not list is debris of a killed publish.
+        (staged / ".published").write_text(f"{full}@{version}\n", encoding="utf-8")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _index_row(full: str, version: str, sha256: str, dataset: Dataset, evaluation: dict) -> dict:
+    protocol = evaluation["protocol"]
+    method = dataset.info.get("method") if isinstance(dataset.info.get("method"), dict) else {}
+    provenance = dataset.info.get("provenance") if isinstance(dataset.info.get("provenance"), dict) else {}
+    converted = provenance.get("converted_by") == "hades convert"
+    source = (f"{provenance.get('source_repository')}: {method.get('run') or provenance.get('source')}"
+              if converted else "hades distill")
+    row = {
+        "name": full, "version": version, "sha256": sha256, "env": dataset.env, "pairs": dataset.pairs,
+        "return": {"mean": evaluation["mean"], "std": evaluation["std"],
+                   "protocol": f"{len(evaluation['returns'])} inits x {protocol['num_envs']} envs x "
+                               f"{protocol['num_steps']} steps, {'greedy' if protocol['greedy'] else 'sampled'} actions"},
+        "license": dataset.info.get("license", "apache-2.0"), "path": _entry_path(full, version).as_posix(),
+        "source": source,
+    }
+    if method.get("name"):
+        row["method"] = method["name"]
+    return row
+
+
+def _add_to_index(folder: Path, row: dict) -> None:
+    from hades.registry import INDEX_FILE
+
+    index = [entry for entry in _read_index(folder) if (entry["name"], entry["version"]) != (row["name"], row["version"])]
+    index.append(row)
+    index.sort(key=lambda entry: (entry["name"], entry["version"]))
+    atomic_write_bytes(folder / INDEX_FILE, (json.dumps(index, indent=1) + "\n").encode())

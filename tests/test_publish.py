@@ -1,0 +1,195 @@
+"""`hades publish`: what enters the catalogue, what is refused, and that a killed publish leaves it consistent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import make_hopper_dataset, tiny_recipe
+
+from hades.evaluate import EvalProtocol
+from hades.publish import PublishError, clean_debris, publish
+from hades.registry import find_entry, load_catalogue, resolve
+
+TINY = EvalProtocol(1, 50)
+
+
+def tiny_source(tmp_path: Path, seed: int = 0) -> Path:
+    """A dataset folder with a tiny card recipe, so that publishing it trains in seconds."""
+    dataset = make_hopper_dataset(seed=seed)
+    dataset = dataset.replace(info={**dataset.info, "recipe": tiny_recipe(steps=5).to_dict(),
+                                    "method": {"name": "hades-r", "strategy": "open_es"}})
+    folder = tmp_path / f"source-{seed}"
+    if folder.exists():
+        return folder
+    dataset.save(folder)
+    (folder / "fitness.csv").write_text("generation,mean\n1,2.0\n")
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` and its sha256: what 'untouched' means."""
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_publish_measures_writes_and_indexes_an_entry(tmp_path, hades_env):
+    from hades.trainfrom import standard_evaluation
+
+    source = tiny_source(tmp_path)
+    catalogue = tmp_path / "catalogue"
+    result = publish(source, "hopper-tiny", "1.0", seeds=2, protocol=TINY, transfer=("8,8:relu",),
+                     catalogue=catalogue)
+    assert result.id == "hopper-tiny@1.0" and result.folder == catalogue / "hopper-tiny" / "1.0"
+    # the standard evaluation is what train-from measures on the same seeds
+    again = standard_evaluation(result.dataset, 2, TINY)
+    assert result.evaluation["returns"] == again["returns"]
+    assert [row["arch"] for row in result.architectures] == ["8,8:relu:orthogonal"]
+    entry = find_entry("hopper-tiny", entries=load_catalogue(catalogue))
+    assert entry.sha256 == result.sha256 and entry.method == "hades-r" and entry.source == "hades distill"
+    assert entry.evaluation.mean == pytest.approx(result.evaluation["mean"])
+    assert (result.folder / "fitness.csv").is_file() and (result.folder / "data" / "train.parquet").is_file()
+    card = (result.folder / "README.md").read_text()
+    assert "Architecture transfer" in card and "hopper-tiny" in card
+    assert not list(catalogue.glob(".publish-*"))
+
+
+def test_publish_refuses_a_published_version_and_leaves_the_catalogue_untouched(tmp_path, hades_env):
+    source = tiny_source(tmp_path)
+    catalogue = tmp_path / "catalogue"
+    publish(source, "hopper-tiny", "1.0", seeds=1, protocol=TINY, transfer=(), catalogue=catalogue)
+    before = snapshot(catalogue)
+    with pytest.raises(PublishError, match="already published; published versions are immutable"):
+        publish(tiny_source(tmp_path, seed=1), "hopper-tiny", "1.0", seeds=1, protocol=TINY, transfer=(),
+                catalogue=catalogue)
+    assert snapshot(catalogue) == before
+    # a new version goes in beside it; the first stays as it was
+    publish(source, "hopper-tiny", "1.1", seeds=1, protocol=TINY, transfer=(), catalogue=catalogue)
+    assert [entry.version for entry in load_catalogue(catalogue)] == ["1.0", "1.1"]
+    assert {k: v for k, v in snapshot(catalogue).items() if k.startswith("hopper-tiny/1.0")} == \
+        {k: v for k, v in before.items() if k.startswith("hopper-tiny/1.0")}
+
+
+def test_a_namespaced_entry_is_listed_pulled_and_verified(tmp_path, hades_env, monkeypatch):
+    from hades.cli import main
+
+    catalogue = tmp_path / "catalogue"
+    publish(tiny_source(tmp_path), "hopper-4pairs-hades-r-seed0", "1.0", namespace="iclr2024", seeds=1,
+            protocol=TINY, transfer=(), catalogue=catalogue, pictures=False, parquet=False)
+    publish(tiny_source(tmp_path), "hopper-tiny", "1.0", seeds=1, protocol=TINY, transfer=(), catalogue=catalogue)
+    monkeypatch.setenv("HADES_REGISTRY", str(catalogue))
+    assert (catalogue / "iclr2024" / "hopper-4pairs-hades-r-seed0" / "1.0" / "dataset.safetensors").is_file()
+    assert not (catalogue / "iclr2024" / "hopper-4pairs-hades-r-seed0" / "1.0" / "data").exists()
+    assert resolve("iclr2024/hopper-4pairs-hades-r-seed0@1.0").is_dir()
+    assert main_json(main, ["list", "--json"]) == ["hopper-tiny"]
+    assert main_json(main, ["list", "--json", "--namespace", "iclr2024"]) == ["iclr2024/hopper-4pairs-hades-r-seed0"]
+    assert main_json(main, ["list", "--json", "--all", "--env", "hopper", "--method", "hades-r"]) == [
+        "hopper-tiny", "iclr2024/hopper-4pairs-hades-r-seed0"]
+    assert main_json(main, ["list", "--json", "--all", "--method", "hades-f"]) == []
+    for command in (["pull", "iclr2024/hopper-4pairs-hades-r-seed0"], ["verify", "iclr2024/hopper-4pairs-hades-r-seed0@1.0"]):
+        try:
+            main(command)
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+
+
+def main_json(main, argv: list[str]) -> list[str]:
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+    return [row["name"] for row in json.loads(buffer.getvalue())]
+
+
+def one_line_error(main, argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_bad_publish_input_is_one_line_and_writes_nothing(tmp_path, hades_env, capsys):
+    from hades.cli import main
+
+    catalogue = tmp_path / "catalogue"
+    publish(tiny_source(tmp_path), "hopper-tiny", "1.0", seeds=1, protocol=TINY, transfer=(), catalogue=catalogue)
+    before = snapshot(catalogue)
+    source = str(tiny_source(tmp_path, seed=2))
+    not_dataset = tmp_path / "not-a-dataset"
+    not_dataset.mkdir()
+    (not_dataset / "notes.txt").write_text("hello")
+    run = tmp_path / "unfinished-run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "state.msgpack").write_bytes(b"\x80")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "dataset.safetensors").write_bytes(b"not safetensors")
+    cases = [
+        ([str(not_dataset), "--name", "x", "--version", "1"], "is not a dataset folder"),
+        ([str(run), "--name", "x", "--version", "1"], "distillation run without outputs"),
+        ([str(corrupt), "--name", "x", "--version", "1"], "corrupt"),
+        ([str(tmp_path / "missing"), "--name", "x", "--version", "1"], "does not exist"),
+        ([source, "--name", "a/b", "--version", "1"], "bad entry name"),
+        ([source, "--name", "a..b", "--version", "1"], "not a valid catalogue name"),
+        ([source, "--name", "ok", "--version", "../1"], "not a valid version"),
+        ([source, "--name", "ok", "--version", "1", "--namespace", "nope"], "not a catalogue namespace"),
+        ([source, "--name", "hopper-tiny", "--version", "1.0"], "already published"),
+        ([source, "--name", "ok", "--version", "1", "--arch", "8,8:sigmoidal"], "activation"),
+    ]
+    for args, fragment in cases:
+        line = one_line_error(main, ["publish", *args, "--catalogue", str(catalogue), "--seeds", "1",
+                                     "--eval-envs", "1", "--eval-steps", "50", "--transfer", ""], capsys)
+        assert fragment in line, (args, line)
+        assert snapshot(catalogue) == before, args
+
+
+def test_a_killed_publish_leaves_index_and_folders_consistent(tmp_path, hades_env):
+    """kill -9 at several moments of a publish: every listed entry verifies, debris is cleaned by the next one."""
+    catalogue = tmp_path / "catalogue"
+    publish(tiny_source(tmp_path), "hopper-tiny", "1.0", seeds=1, protocol=TINY, transfer=(), catalogue=catalogue)
+    script = ("import sys; from hades.publish import publish; from hades.evaluate import EvalProtocol; "
+              "publish(sys.argv[1], 'hopper-tiny', sys.argv[2], seeds=1, protocol=EvalProtocol(1, 50), transfer=(), "
+              "catalogue=sys.argv[3])")
+    outcomes = []
+    for attempt, delay in enumerate((0.5, 2.0, 3.5, 5.0, 6.5, 8.0)):
+        version = f"2.{attempt}"
+        process = subprocess.Popen([sys.executable, "-c", script, str(tiny_source(tmp_path)),
+                                    version, str(catalogue)], env=hades_env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            outcomes.append("killed")
+        else:
+            outcomes.append("finished")
+        process.wait()
+        entries = load_catalogue(catalogue)
+        for entry in entries:  # everything the index lists is whole and verifies
+            resolve_entry = entry.folder / "dataset.safetensors"
+            assert resolve_entry.is_file()
+            assert hashlib.sha256(resolve_entry.read_bytes()).hexdigest() == entry.sha256
+        listed = {entry.version for entry in entries}
+        assert "1.0" in listed
+    from hades.publish import _index_lock
+
+    with _index_lock(catalogue):
+        clean_debris(catalogue)
+    assert not list(catalogue.glob(".publish-*"))
+    listed = {Path(entry.path) for entry in load_catalogue(catalogue)}
+    on_disk = {marker.parent.relative_to(catalogue) for marker in catalogue.glob("**/.published")}
+    assert on_disk == listed, outcomes
+    assert "killed" in outcomes, outcomes
