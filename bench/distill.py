@@ -75,7 +75,7 @@ def time_raw_rollout(config, devices: int, repeats: int) -> dict:
     from jax.sharding import PartitionSpec as P
 
     from hades.envs import VecEnv, get_env_spec
-    from hades.runner import make_mesh
+    from hades.multihost import make_mesh
 
     spec = get_env_spec(config.env)
     batch = config.population_size * config.inits_per_generation * config.protocol.num_envs
@@ -120,7 +120,7 @@ def time_raw_rollout(config, devices: int, repeats: int) -> dict:
 
 
 def worker(args) -> None:
-    from hades.runner import configure_devices
+    from hades.multihost import configure_devices
 
     configure_devices(args.worker_devices)
     import jax

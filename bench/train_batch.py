@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from hades.runner import configure_devices
+    from hades.multihost import configure_devices
 
     configure_devices(1)
     import jax

@@ -18,17 +18,24 @@ _LAZY = {
     "parse_arch": "hades.policy",
     "Recipe": "hades.learn",
     "EvalProtocol": "hades.evaluate",
+    "DistillConfig": "hades.distillation",
+    "Validation": "hades.validation",
+    "distill": "hades.api",
+    "DistillResult": "hades.api",
     "errors": "hades.errors",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from hades.api import DistillResult, distill
     from hades.dataset import Dataset
+    from hades.distillation import DistillConfig
     from hades.envs import EnvSpec, get_env_spec
     from hades.evaluate import EvalProtocol
     from hades.learn import Recipe
     from hades.policy import PolicySpec, parse_arch
+    from hades.validation import Validation
 
 
 def __getattr__(name: str):

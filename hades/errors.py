@@ -54,3 +54,15 @@ class AuthError(HubError, PermissionError):
 
 class CheckpointError(HadesError, RuntimeError):
     """A checkpoint that cannot be resumed (missing, corrupt, or from another config)."""
+
+
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """A run was asked to resume, but its output folder holds no checkpoint."""
+
+
+class SettingsMismatchError(CheckpointError):
+    """The checkpoint was made with other settings than the run that would resume it."""
+
+
+class OutputInUseError(SpecError, FileExistsError):
+    """A fresh run's output folder already holds files (resume it, or write elsewhere)."""

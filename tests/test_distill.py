@@ -21,13 +21,17 @@ import yaml
 from conftest import run_cli, tiny_recipe
 
 import hades
+from hades.checkpoint import checkpoint_file, read_history, read_validation, restore_checkpoint
 from hades.distillation import (DistillConfig, default_train_batch, fixed_labels, make_fitness, make_generation, make_strategy,
-                          policy_param_count, preset, solution_layout, start_arrays)
-from hades.errors import CheckpointError, SpecError, UnknownEnvError
+                                policy_param_count, preset, solution_layout, start_arrays)
+from hades.errors import (CheckpointError, MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError,
+                          UnknownEnvError)
 from hades.evaluate import EvalProtocol
+from hades.files import FITNESS_COLUMNS, FITNESS_CSV
+from hades.multihost import initialize_distributed
+from hades.runner import Distiller
 from hades.trainfrom import train_from
-from hades.runner import (CSV_COLUMNS, VALIDATION_FIRST_SEED, Distiller, Validation, initialize_distributed,
-                          read_checkpoint_history, read_checkpoint_validation)
+from hades.validation import VALIDATION_FIRST_SEED, Validation
 
 TINY_CLI = ["--preset", "cpu", "--population", "8", "--inner-steps", "20", "--arch", "16,16:tanh",
             "--eval-envs", "2", "--eval-steps", "50"]
@@ -60,7 +64,7 @@ def test_cli_distills_a_dataset_that_train_from_loads(tmp_path):
     # fitness.csv: the documented columns, one row per generation
     with open(out / "fitness.csv", newline="") as handle:
         reader = csv.DictReader(handle)
-        assert tuple(reader.fieldnames) == CSV_COLUMNS == (
+        assert tuple(reader.fieldnames) == FITNESS_COLUMNS == (
             "generation", "mean", "max", "min", "sigma", "episodes", "env_steps", "seconds")
         rows = list(reader)
     assert [int(row["generation"]) for row in rows] == [1, 2, 3, 4]
@@ -211,6 +215,50 @@ def test_resume_refuses_other_settings_a_missing_checkpoint_and_a_used_folder(le
         Distiller(config, broken, LEARN_CHUNK).run(resume=True)
 
 
+def test_a_checkpoint_without_a_format_marker_resumes_as_version_1(learning_run, tmp_path):
+    """Checkpoints written before the format marker (the committed zoo runs) resume to the same dataset."""
+    from flax import serialization
+
+    config, full, full_dataset = learning_run
+    payload = serialization.msgpack_restore(checkpoint_file(full.out).read_bytes())
+    assert (payload.pop("format"), payload.pop("format_version")) == ("hades-checkpoint", 1)
+    legacy = tmp_path / "legacy"
+    checkpoint_file(legacy).parent.mkdir(parents=True)
+    checkpoint_file(legacy).write_bytes(serialization.msgpack_serialize(payload))
+    assert restore_checkpoint(checkpoint_file(legacy).read_bytes(), checkpoint_file(legacy)).version == 1
+    resumed = Distiller(config, legacy, LEARN_CHUNK, num_devices=1)
+    dataset = resumed.run(resume=True)  # every generation is done: it restores the state and returns its mean
+    assert _without_timing(resumed.history) == _without_timing(full.history)
+    assert np.array_equal(dataset.states, full_dataset.states) and np.array_equal(dataset.actions, full_dataset.actions)
+
+
+def test_distill_runs_the_whole_lifecycle_and_reports_it(learning_run, tmp_path):
+    """hades.distill: resume, the stages after the search, the output folder and the result."""
+    import shutil
+
+    config, full, full_dataset = learning_run
+    out = tmp_path / "run"
+    shutil.copytree(checkpoint_file(full.out).parent, checkpoint_file(out).parent)
+    stages, progress = [], []
+    result = hades.distill(config, out, resume=True, checkpoint_every=LEARN_CHUNK, num_devices=1, final_seeds=0,
+                           on_progress=progress.append, on_stage=stages.append)
+    assert stages == ["write"] and [p.generation for p in progress] == [LEARN_GENERATIONS]
+    assert result.out == out and result.evaluation is None and result.selected is None
+    assert result.generations == LEARN_GENERATIONS and result.env_steps == LEARN_GENERATIONS * config.env_steps_per_generation
+    assert np.array_equal(result.dataset.states, full_dataset.states)
+    assert hades.Dataset.load(out).sha256 == result.dataset.sha256
+    with open(out / FITNESS_CSV, newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == LEARN_GENERATIONS
+    # Refusals name the problem; the command line adds its flags (see the CLI tests).
+    with pytest.raises(OutputInUseError, match="already exists and is not empty") as refused:
+        hades.distill(config, out, num_devices=1, final_seeds=0)
+    with pytest.raises(MissingCheckpointError, match="no checkpoint at") as missing:
+        hades.distill(config, tmp_path / "empty", resume=True, num_devices=1, final_seeds=0)
+    with pytest.raises(SettingsMismatchError, match="other settings") as mismatch:
+        hades.distill(dataclasses.replace(config, seed=1), out, resume=True, num_devices=1, final_seeds=0)
+    assert not any("--" in str(error.value) for error in (refused, missing, mismatch))
+
+
 # -- validation: score the ES mean with fresh inits, keep the best ---------------------------------
 
 def _validation(every: int = LEARN_CHUNK) -> Validation:
@@ -296,7 +344,7 @@ def test_cli_validation_writes_its_scores_and_names_the_kept_generation(tmp_path
     selected = _front_matter(out / "README.md")["hades"]["method"]["selected"]
     assert selected["generation"] == int(best["generation"]) and selected["protocol"]["num_steps"] == 50
     # the record lives in the checkpoint too, and the zoo's history report prints it
-    record = read_checkpoint_validation(out)
+    record = read_validation(out)
     assert [row["generation"] for row in record["history"]] == [2, 4]
     assert record["best"]["generation"] == int(best["generation"]) and record["settings"]["seeds"] == 2
     import subprocess
@@ -397,7 +445,7 @@ def test_zoo_history_report_covers_every_generation_of_a_committed_run():
 
     root = Path(__file__).parents[1]
     run_dir = root / "bench" / "zoo-runs" / "walker2d-4pairs"
-    history = read_checkpoint_history(run_dir)
+    history = read_history(run_dir)
     assert len(history) >= 10 and all({"mean", "max", "seconds", "env_steps"} <= set(row) for row in history)
     result = subprocess.run([sys.executable, str(root / "bench" / "zoo-runs" / "history.py"), str(run_dir), "--every", "250"],
                             capture_output=True, text=True, timeout=120)
@@ -412,11 +460,11 @@ def test_zoo_history_report_covers_every_generation_of_a_committed_run():
 
 def test_checkpoint_history_reader_names_a_missing_or_damaged_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint at"):
-        read_checkpoint_history(tmp_path)
+        read_history(tmp_path)
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "state.msgpack").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="unreadable"):
-        read_checkpoint_history(tmp_path)
+        read_history(tmp_path)
 
 
 # -- methods and strategies ------------------------------------------------------------------------
@@ -576,7 +624,7 @@ def test_cli_bad_settings_print_one_line_and_exit_1(tmp_path, args, message):
 def test_cli_resume_without_a_checkpoint_exits_1(tmp_path):
     out = tmp_path / "run"
     result = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--resume", "--out", out)
-    assert result.returncode == 1 and "no checkpoint" in result.stderr
+    assert result.returncode == 1 and "no checkpoint" in result.stderr and "run without --resume to start" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

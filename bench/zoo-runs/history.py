@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from hades.errors import CheckpointError
-from hades.runner import read_checkpoint_history, read_checkpoint_validation
+from hades.checkpoint import read_history, read_validation
 
 
 def main() -> None:
@@ -26,8 +26,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=100)
     args = parser.parse_args()
     try:
-        history = read_checkpoint_history(args.run_dir)
-        validation = read_checkpoint_validation(args.run_dir)
+        history = read_history(args.run_dir)
+        validation = read_validation(args.run_dir)
     except CheckpointError as exc:
         raise SystemExit(str(exc)) from None
     if not history:

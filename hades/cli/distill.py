@@ -1,4 +1,4 @@
-"""`hades distill`: a thin wrapper over hades.distillation (the pure part) and hades.runner (the loop)."""
+"""`hades distill`: options to a DistillConfig, then :func:`hades.distill` with a progress bar and a summary."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from hades.cli import app
-from hades.errors import SpecError
+from hades.errors import MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError
 
 
 @app.command("distill")
@@ -62,7 +62,7 @@ def distill_command(
     Several hosts share one run when every one starts the same command with --coordinator, --num-processes
     and its own --process-id; --devices then counts devices per process.
     """
-    from hades.runner import configure_devices, initialize_distributed
+    from hades.multihost import configure_devices, initialize_distributed
 
     if as_json and not dry_run:
         raise SpecError("--json only goes with --dry-run (a run reports progress, not JSON)")
@@ -102,7 +102,7 @@ def distill_command(
     final_protocol = EvalProtocol(final_eval_envs, final_eval_steps)
     validation = None
     if validate_every:
-        from hades.runner import Validation
+        from hades.validation import Validation
 
         validation = Validation(validate_every, validate_seeds, final_protocol)
     if start is not None:
@@ -152,6 +152,12 @@ def _describe_validation(validation) -> str:
             f"{validation.protocol.num_envs} envs x {validation.protocol.num_steps} steps; keeps the best ES mean\n")
 
 
+# What a refused start needs to hear from the command line (the library does not know its flags).
+_FLAG_HINTS = {OutputInUseError: "pass --resume to continue it or pick another --out",
+               MissingCheckpointError: "run without --resume to start",
+               SettingsMismatchError: "use the same options to resume, or another --out"}
+
+
 def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int, final_protocol=None,
          start=None, start_source: str | None = None, validation=None) -> None:
     from rich.console import Console
@@ -159,23 +165,13 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
 
     import jax
 
+    from hades.api import STAGE_EVALUATE, distill
     from hades.evaluate import EvalProtocol
-    from hades.runner import Distiller, is_lead_process, shutdown_distributed
-    from hades.trainfrom import standard_evaluation
+    from hades.multihost import is_lead_process
 
     console = Console(stderr=True)
-    distiller = Distiller(config, out, checkpoint_every, devices, start=start, start_source=start_source,
-                          validation=validation)
     hosts = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
-    if not is_lead_process():
-        # The other processes compute; process 0 shows progress and writes every file.
-        console.print(f"process {jax.process_index()} of {jax.process_count()}: computing its share of the population")
-        try:
-            distiller.run(resume=resume)
-        finally:
-            shutdown_distributed()
-        Console().print(f"process {jax.process_index()} done")
-        return
+    index, lead = jax.process_index(), is_lead_process()
     columns = (TextColumn("gen"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     bar = Progress(*columns, console=console)
@@ -193,19 +189,28 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
             stats += f" validated {progress.validation:.1f}"
         bar.update(task, completed=progress.generation, stats=stats)
 
+    def on_stage(stage: str):
+        bar.stop()
+        if stage == STAGE_EVALUATE:
+            protocol = final_protocol or EvalProtocol()
+            console.print(f"final evaluation: {final_seeds} fresh inits, recipe from the card, "
+                          f"{protocol.num_envs} envs x {protocol.num_steps} steps")
+
+    if not lead:
+        # The other processes compute; process 0 shows progress and writes every file.
+        console.print(f"process {index} of {jax.process_count()}: computing its share of the population")
     try:
-        dataset = distiller.run(resume=resume, on_progress=on_progress)
+        result = distill(config, out, resume=resume, checkpoint_every=checkpoint_every, num_devices=devices,
+                         final_seeds=final_seeds, final_protocol=final_protocol, start=start, start_source=start_source,
+                         validation=validation, on_progress=on_progress if lead else None, on_stage=on_stage)
+    except tuple(_FLAG_HINTS) as exc:
+        raise type(exc)(f"{exc}; {_FLAG_HINTS[type(exc)]}") from None
     finally:
         bar.stop()
-        shutdown_distributed()  # the rest is process 0's alone
-    evaluation = None
-    if final_seeds:
-        protocol = final_protocol or EvalProtocol()
-        console.print(f"final evaluation: {final_seeds} fresh inits, recipe from the card, "
-                      f"{protocol.num_envs} envs x {protocol.num_steps} steps")
-        evaluation = standard_evaluation(dataset, final_seeds, protocol)
-    distiller.write_outputs(dataset, evaluation)
-    selected = (dataset.info.get("method") or {}).get("selected")
+    if not lead:
+        Console().print(f"process {index} done")
+        return
+    selected, evaluation = result.selected, result.evaluation
     summary = f"wrote {out}"
     if selected:
         summary += (f" (the ES mean of generation {selected['generation']}, best of {selected['validations']} "

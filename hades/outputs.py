@@ -1,0 +1,67 @@
+"""The output folder of a distillation run: the dataset folder, its curves and pictures.
+
+Everything is staged next to the output (the same file system) and moved in at the end, the card
+(which holds the checksum) last, so a reader never sees a card naming files that are not there.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+from hades.dataset import Dataset
+from hades.files import CARD_FILE, FITNESS_COLUMNS, FITNESS_CSV, FITNESS_PLOT, STATES_PLOT, VALIDATION_COLUMNS, VALIDATION_CSV
+
+
+def write_csv(path: Path, columns: tuple[str, ...], rows: Iterable[dict]) -> Path:
+    """One header row of ``columns``, then ``rows`` (mappings with those keys)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], validation_history: list[dict] = (),
+                  evaluation: dict | None = None, pictures: bool = True) -> Path:
+    """Write the dataset folder (card, fitness.csv, fitness.png, states.png, validation.csv) into ``out``.
+
+    ``history``: the fitness rows (:data:`hades.files.FITNESS_COLUMNS`); ``validation_history``:
+    the validation rows, if the run validated; ``evaluation``: the final evaluation the card
+    records. Files of ``out`` the dataset does not name (the checkpoint) are left alone.
+    """
+    from hades.render import RenderError, fitness_plot, render_states
+
+    out = Path(out)
+    if evaluation is not None:
+        dataset = dataset.replace(info={**dataset.info, "evaluation": evaluation})
+    out.mkdir(parents=True, exist_ok=True)
+    # Staged next to the output (same file system), gone afterwards whatever happens.
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".staging", dir=out.parent) as staging:
+        tmp = Path(staging)
+        csv_path = write_csv(tmp / FITNESS_CSV, FITNESS_COLUMNS, history)
+        selected = (dataset.info.get("method") or {}).get("selected") or {}
+        plot = fitness_plot(csv_path, tmp / FITNESS_PLOT, validation=validation_history,
+                            selected=selected.get("generation"))
+        extra = {FITNESS_CSV: csv_path, FITNESS_PLOT: plot}
+        if validation_history:
+            extra[VALIDATION_CSV] = write_csv(tmp / VALIDATION_CSV, VALIDATION_COLUMNS, validation_history)
+        if pictures:
+            try:
+                extra[STATES_PLOT] = render_states(dataset, tmp / STATES_PLOT)
+            except RenderError as exc:  # no OpenGL platform here: the card simply has no picture
+                warnings.warn(f"{STATES_PLOT} skipped: {exc}", stacklevel=2)
+        staged = tmp / "dataset"
+        dataset.save(staged, parquet=True, extra_files=extra)
+        # The card (which holds the checksum) goes in last.
+        for item in sorted(staged.iterdir(), key=lambda item: item.name == CARD_FILE):
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    return out
