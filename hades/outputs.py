@@ -35,7 +35,8 @@ def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], valida
     the validation rows, if the run validated; ``evaluation``: the final evaluation the card
     records. Files of ``out`` the dataset does not name (the checkpoint) are left alone.
     """
-    from hades.render import RenderError, fitness_plot, render_states
+    from hades.curves import fitness_plot
+    from hades.render import RenderError, render_states
 
     out = Path(out)
     if evaluation is not None:

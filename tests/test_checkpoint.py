@@ -10,7 +10,7 @@ import pytest
 from flax import serialization
 
 from hades.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, checkpoint_file, load_checkpoint, read_history,
-                              read_validation, restore_checkpoint, save_checkpoint)
+                              read_validation, save_checkpoint)
 from hades.distillation import preset
 from hades.errors import CheckpointError, MissingCheckpointError, SettingsMismatchError
 from hades.runner import Distiller

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import hades
-from hades import render
+from hades import curves, pictures, poses, render
 from hades.errors import FormatError, NotFoundError, SpecError
 
 TILE = 96
@@ -56,7 +56,7 @@ def assert_picture(image: Image.Image, size: tuple[int, int] | None = None) -> N
 
 
 def grid_size(count: int, width: int, height: int) -> tuple[int, int]:
-    layout = render.grid_layout(count, width, height)
+    layout = pictures.grid_layout(count, width, height)
     return layout["columns"], layout["rows"]
 
 
@@ -78,12 +78,12 @@ def test_hopper_states_grid(tmp_path, brax_drawing, normalization):
     assert image.width >= columns * TILE and image.height >= rows * TILE
     assert_picture(image)
     # Every tile holds a drawn body, not an empty frame.
-    layout = render.grid_layout(4, TILE, TILE)
+    layout = pictures.grid_layout(4, TILE, TILE)
     pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
-    header = image.height - rows * layout["cell_height"] - render.GUTTER
+    header = image.height - rows * layout["cell_height"] - pictures.GUTTER
     for index in range(4):
         row, column = divmod(index, columns)
-        left = render.GUTTER + column * layout["cell_width"]
+        left = pictures.GUTTER + column * layout["cell_width"]
         top = header + row * layout["cell_height"] + layout["caption"]
         tile = pixels[top : top + TILE, left : left + TILE]
         assert tile.std() > 10.0
@@ -102,7 +102,7 @@ def test_hopper_observation_maps_back_to_the_pose():
     mujoco.mj_kinematics(model, data)
     # hopper observes the torso's height instead of its z slide, then q[2:] and qd
     obs = np.concatenate([[data.xpos[1, 2]], q[2:], qd])[None]
-    got_q, got_qd = render.brax_poses("hopper", obs, model)
+    got_q, got_qd = poses.brax_poses("hopper", obs, model)
     np.testing.assert_allclose(got_q[0, 1:], q[1:], atol=1e-9)
     np.testing.assert_allclose(got_qd[0], qd)
 
@@ -123,7 +123,7 @@ def test_minatar_states_grid(tmp_path):
 
 def test_minatar_running_normalisation_says_how_it_was_undone(tmp_path):
     dataset = breakout_dataset("running", pairs=3)
-    raw, note = render.raw_observations(dataset)
+    raw, note = poses.raw_observations(dataset)
     assert raw.shape == (3, 400) and np.isfinite(raw).all()
     assert "estimated" in note and "random-action" in note
     assert_picture(Image.open(render.render_states(dataset, tmp_path / "running.png", width=64, height=64)))
@@ -131,7 +131,7 @@ def test_minatar_running_normalisation_says_how_it_was_undone(tmp_path):
 
 def test_constant_normalisation_is_undone():
     dataset = hopper_dataset("constant")
-    raw, note = render.raw_observations(dataset)
+    raw, note = poses.raw_observations(dataset)
     assert note == ""
     np.testing.assert_allclose(raw, dataset.states * np.sqrt(dataset.obs_var + 1e-8) + dataset.obs_mean, rtol=1e-6)
 
@@ -146,7 +146,7 @@ def test_an_existing_picture_is_replaced_whole(tmp_path):
 
 def test_unsupported_env_and_bad_sizes_are_refused(tmp_path):
     with pytest.raises(SpecError, match="rendering is not supported for pusher"):
-        render.brax_poses("pusher", np.zeros((1, 23)), None)
+        poses.brax_poses("pusher", np.zeros((1, 23)), None)
     with pytest.raises(SpecError, match="width"):
         render.render_states(breakout_dataset(pairs=1), tmp_path / "x.png", width=4)
     with pytest.raises(SpecError, match="folder"):
@@ -216,7 +216,7 @@ def test_fitness_plot_from_rows_and_csv(tmp_path):
     mean = 1000 * (1 - np.exp(-generations / 10))
     rows = [{"generation": int(g), "mean": float(m), "max": float(m + 80), "min": float(m - 120)}
             for g, m in zip(generations, mean)]
-    out = render.fitness_plot(rows, tmp_path / "fitness.png")
+    out = curves.fitness_plot(rows, tmp_path / "fitness.png")
     image = Image.open(out)
     assert image.format == "PNG"
     assert_picture(image)
@@ -226,17 +226,17 @@ def test_fitness_plot_from_rows_and_csv(tmp_path):
         writer = csv.writer(handle)
         writer.writerow(["generation", "mean_fitness", "max_fitness"])
         writer.writerows([g, m, m + 50] for g, m in zip(generations, mean))
-    assert_picture(Image.open(render.fitness_plot(csv_path, tmp_path / "from_csv.png")))
+    assert_picture(Image.open(curves.fitness_plot(csv_path, tmp_path / "from_csv.png")))
     no_leftovers(tmp_path)
 
 
 def test_fitness_plot_refuses_bad_input(tmp_path):
     with pytest.raises(FormatError, match="mean"):
-        render.fitness_plot([{"generation": 0, "best": 1.0}], tmp_path / "a.png")
+        curves.fitness_plot([{"generation": 0, "best": 1.0}], tmp_path / "a.png")
     with pytest.raises(FormatError, match="no rows"):
-        render.fitness_plot([], tmp_path / "a.png")
+        curves.fitness_plot([], tmp_path / "a.png")
     with pytest.raises(FormatError, match="not a number"):
-        render.fitness_plot([{"generation": 0, "mean": "lots"}], tmp_path / "a.png")
+        curves.fitness_plot([{"generation": 0, "mean": "lots"}], tmp_path / "a.png")
     with pytest.raises(NotFoundError):
-        render.fitness_plot(tmp_path / "missing.csv", tmp_path / "a.png")
+        curves.fitness_plot(tmp_path / "missing.csv", tmp_path / "a.png")
     assert not (tmp_path / "a.png").exists()
