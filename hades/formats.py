@@ -111,6 +111,10 @@ def read_card(folder: Path) -> tuple[dict, str]:
 
     path = Path(folder) / CARD_FILE
     if not path.is_file():
+        if not Path(folder).exists():  # removed while being read (a store delete, say): gone, not malformed
+            from hades.errors import NotFoundError
+
+            raise NotFoundError(f"{folder} does not exist (any more)")
         raise CardError(f"{folder} has no card {CARD_FILE}; re-create the folder with hades or pull it again")
     text = path.read_text(encoding="utf-8", errors="replace")
     if not text.startswith("---"):
