@@ -8,31 +8,24 @@ temporary folder, verifies it against its card and renames it into the store.
 ``HF_ENDPOINT``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE`` are read when a function runs, not when this
 module is imported. The token is handed to ``huggingface_hub`` and never written anywhere.
 
-A directory hub is a folder laid out like a Hub::
-
-    ROOT/ORG/NAME/revisions/COMMIT/...   the files of one pushed revision
-    ROOT/ORG/NAME/refs/main              the commit of the latest push (also one file per tag)
-
-A folder ``ROOT/ORG/NAME`` that holds a dataset or policy directly also works, as its only revision.
+Directory hubs (folders laid out like a Hub) are :mod:`hades.dirhub`; the progress shown while
+transferring, :mod:`hades.hubprogress`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import quote, unquote
 
 from hades import store
-from hades.errors import AuthError, FormatError, HadesError, HubError, NotFoundError, SpecError
-from hades.files import DATASET_FILE, PARQUET_FILE, POLICY_FILE
-from hades.ids import DatasetId, check_part, check_revision, format_id, is_commit, parse_hub_root, parse_id
+from hades.errors import AuthError, HadesError, HubError, NotFoundError, SpecError
+from hades.files import PARQUET_FILE
+from hades.ids import DatasetId, check_revision, format_id, is_commit, parse_hub_root, parse_id
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = ("1", "true", "yes", "on")
@@ -117,7 +110,9 @@ def pull(did: DatasetId | str, *, force: bool = False, progress: bool = False) -
     if did.kind == "hf":
         return _pull_hf(did, force, progress)
     if did.kind == "dir":
-        return _pull_dir(did, force)
+        from hades.dirhub import pull_dir
+
+        return pull_dir(did, force)
     raise SpecError(f"{format_id(did)} is not a hub id; pull takes hf://ORG/NAME or file:///PATH/ORG/NAME")
 
 
@@ -164,7 +159,9 @@ def _pull_hf(did: DatasetId, force: bool, progress: bool) -> Path:
     def fill(tmp: Path) -> None:
         from huggingface_hub import snapshot_download
 
-        bars = _progress_class(progress, format_id(did))
+        from hades.hubprogress import progress_class
+
+        bars = progress_class(progress, format_id(did))
         try:
             with hub_errors(format_id(did), revision, "download"):
                 snapshot_download(
@@ -208,134 +205,6 @@ def _resolve_commit(api, did: DatasetId, repo_types: list[str], revision: str) -
     raise NotFoundError(f"{target} was not found on {endpoint()}")
 
 
-def _progress_class(enabled: bool, label: str):
-    """A tqdm class for ``snapshot_download``: silent, or drawing one rich bar of bytes."""
-    from tqdm.auto import tqdm as base
-
-    if not enabled:
-        class Silent(base):
-            def __init__(self, *args, **kwargs):
-                kwargs.pop("name", None)
-                kwargs["disable"] = True
-                super().__init__(*args, **kwargs)
-
-            @classmethod
-            def close_all(cls) -> None:
-                pass
-
-        return Silent
-
-    from rich.progress import (
-        BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
-    )
-
-    class RichBytes(base):
-        """Mirrors tqdm's byte counters into a rich progress bar; other bars stay hidden."""
-
-        live: list = []
-
-        @classmethod
-        def close_all(cls) -> None:
-            """snapshot_download leaves its byte bar open; close it before printing anything."""
-            for bar in list(cls.live):
-                bar.close()
-
-        def __init__(self, *args, **kwargs):
-            kwargs.pop("name", None)
-            kwargs["gui"] = True  # tqdm draws nothing itself
-            kwargs["disable"] = False
-            super().__init__(*args, **kwargs)
-            self._rich = None
-            if self.unit == "B" and not str(self.desc).startswith("Reconstruct"):
-                self._rich = Progress(
-                    TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
-                )
-                self._rich.start()
-                self._task = self._rich.add_task(f"pulling {label}", total=self.total or None)
-                RichBytes.live.append(self)
-
-        def display(self, *args, **kwargs):
-            if self._rich is not None:
-                self._rich.update(self._task, completed=self.n, total=self.total or None)
-
-        def clear(self, *args, **kwargs):
-            pass
-
-        def close(self):
-            if getattr(self, "_rich", None) is not None:
-                self.display()
-                self._rich.stop()
-                self._rich = None
-                RichBytes.live.remove(self)
-            super().close()
-
-    return RichBytes
-
-
-# -- directory hubs -------------------------------------------------------------------------------
-
-def _dir_repo(did: DatasetId) -> Path:
-    return Path(did.path) / did.org / did.repo_name
-
-
-def _content_id(files: dict[str, Path]) -> str:
-    """A commit id for a directory hub revision: a hash of the file names and their contents."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + store.file_sha256(files[name]).encode() + b"\n")
-    return digest.hexdigest()[:40]
-
-
-def _dir_refs(repo: Path) -> dict[str, str]:
-    refs = {}
-    folder = repo / "refs"
-    if folder.is_dir():
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and not path.name.startswith("."):
-                refs[unquote(path.name)] = path.read_text().strip()
-    return refs
-
-
-def _dir_revision(did: DatasetId) -> tuple[str, Path]:
-    """(commit, folder holding its files) of a directory hub revision."""
-    repo = _dir_repo(did)
-    target = format_id(did)
-    if not repo.is_dir():
-        raise NotFoundError(f"{target}: the directory hub {did.path} has no repository {did.name}")
-    revision = did.revision or "main"
-    if (repo / "revisions").is_dir():
-        refs = _dir_refs(repo)
-        commit = refs.get(revision)
-        if commit is None and is_commit(revision) and (repo / "revisions" / revision).is_dir():
-            commit = revision
-        if commit is None or not is_commit(commit) or not (repo / "revisions" / commit).is_dir():
-            known = ", ".join(refs) or "none"
-            raise NotFoundError(f"{target}: no revision {revision!r} in the directory hub; refs there: {known}")
-        return commit, repo / "revisions" / commit
-    if did.revision not in (None, "main"):
-        raise NotFoundError(f"{target}: {repo} holds one unversioned revision; drop the @{did.revision}")
-    store.payload_file(repo)
-    return _content_id(_files_to_push(repo)), repo
-
-
-def _pull_dir(did: DatasetId, force: bool) -> Path:
-    commit, source_folder = _dir_revision(did)
-    kind, _ = store.payload_file(source_folder)
-    key = store.StoreKey(store.source_for_dir(did.path), "dataset" if kind == "dataset" else "model", did.name)
-    if not force and store.cached(key, commit):
-        return store.check_entry(key.snapshot(commit))
-
-    def fill(tmp: Path) -> None:
-        for name, path in _files_to_push(source_folder).items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, tmp / name)
-
-    folder = store.install(key, commit, fill, force=force)
-    store.write_ref(key, did.revision or "main", commit)
-    return folder
-
-
 # -- push -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -349,7 +218,7 @@ class PushResult:
     url: str | None = None
 
 
-def _files_to_push(folder: Path) -> dict[str, Path]:
+def files_to_push(folder: Path) -> dict[str, Path]:
     """Every regular file under ``folder`` except hidden ones (store records, caches)."""
     files = {}
     for path in sorted(folder.rglob("*")):
@@ -380,7 +249,7 @@ def push(folder: str | Path, target: str | DatasetId, *, private: bool = False, 
             raise NotFoundError(f"{folder} does not exist")
         raise SpecError(f"{folder} is a file; push a folder (save the dataset with Dataset.save(folder))")
     verified = store.verify_path(folder)
-    files = _files_to_push(folder)
+    files = files_to_push(folder)
     with tempfile.TemporaryDirectory(prefix="hades-push-") as extra:
         if verified.kind == "dataset" and PARQUET_FILE not in files:
             from hades.dataset import Dataset
@@ -389,34 +258,13 @@ def push(folder: str | Path, target: str | DatasetId, *, private: bool = False, 
             Dataset.load(folder).write_parquet(parquet)
             files[PARQUET_FILE] = parquet
         if did.kind == "dir":
-            return _push_dir(did, verified, files, tag)
-        with _quiet_hf_bars(), _status(progress, f"pushing {verified.path} to {format_id(did)}"):
+            from hades.dirhub import push_dir
+
+            return push_dir(did, verified, files, tag)
+        from hades.hubprogress import quiet_hf_bars, status
+
+        with quiet_hf_bars(), status(progress, f"pushing {verified.path} to {format_id(did)}"):
             return _push_hf(did, verified, files, private, tag, message)
-
-
-@contextmanager
-def _quiet_hf_bars() -> Iterator[None]:
-    """huggingface_hub's own tqdm bars would interleave with our output; hide them during a push."""
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-    already = are_progress_bars_disabled()
-    disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not already:
-            enable_progress_bars()
-
-
-@contextmanager
-def _status(enabled: bool, text: str) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status(text):
-        yield
 
 
 def _push_hf(did: DatasetId, verified: store.Verified, files: dict[str, Path], private: bool,
@@ -447,37 +295,6 @@ def _push_hf(did: DatasetId, verified: store.Verified, files: dict[str, Path], p
     return PushResult(format_id(pinned), commit, verified.kind, tag_id, str(info.commit_url))
 
 
-def _push_dir(did: DatasetId, verified: store.Verified, files: dict[str, Path], tag: str | None) -> PushResult:
-    from filelock import FileLock
-
-    from hades.formats import atomic_dir, atomic_write_bytes
-
-    repo = _dir_repo(did)
-    commit = _content_id(files)
-    try:
-        repo.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(repo / ".lock"), timeout=store.LOCK_TIMEOUT_S):
-            if not (repo / "revisions").is_dir() and any(repo.glob("*.safetensors")):
-                raise SpecError(f"{repo} holds an unversioned dataset; push to another name or move it away")
-            refs = _dir_refs(repo)
-            if tag is not None and tag in refs and refs[tag] != commit:
-                raise SpecError(f"{format_id(did)} already has a tag {tag!r}; choose another tag")
-            revision_folder = repo / "revisions" / commit
-            if not revision_folder.is_dir():
-                with atomic_dir(revision_folder) as tmp:
-                    for name, path in files.items():
-                        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(path, tmp / name)
-            atomic_write_bytes(repo / "refs" / "main", commit.encode())
-            if tag is not None:
-                atomic_write_bytes(repo / "refs" / quote(tag, safe=""), commit.encode())
-    except PermissionError as exc:
-        raise HadesError(f"cannot write to the directory hub {did.path} ({exc.strerror}); check its permissions") from None
-    pinned = did.with_revision(commit)
-    tag_id = format_id(did.with_revision(tag)) if tag else None
-    return PushResult(format_id(pinned), commit, verified.kind, tag_id, str(revision_folder))
-
-
 # -- listing --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -500,7 +317,9 @@ def list_remote(where: str) -> list[RemoteEntry]:
     """The hades datasets of a Hub author (``ORG``, ``hf://ORG``) or of a directory hub (``file:///PATH``)."""
     kind, value = parse_hub_root(where)
     if kind == "dir":
-        return _list_dir(Path(value))
+        from hades.dirhub import list_dir
+
+        return list_dir(Path(value))
     if offline():
         raise HubError("cannot list a Hub author while HF_HUB_OFFLINE is set; unset it, or list the catalogue")
     from hades.registry import card_summary
@@ -514,40 +333,3 @@ def list_remote(where: str) -> list[RemoteEntry]:
             found.append(RemoteEntry(f"hf://{info.id}", summary["env"], summary["pairs"], summary["evaluation"],
                                      summary["license"]))
     return sorted(found, key=lambda entry: entry.id)
-
-
-def _looks_like_repo(folder: Path) -> bool:
-    return (folder / "revisions").is_dir() or any((folder / name).is_file() for name in (DATASET_FILE, POLICY_FILE))
-
-
-def _list_dir(root: Path) -> list[RemoteEntry]:
-    from hades.formats import read_card
-    from hades.registry import card_summary
-
-    if not root.is_dir():
-        raise NotFoundError(f"the directory hub {root} does not exist")
-    repos = []
-    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if _looks_like_repo(child):
-            repos.append((root.parent, root.name, child.name))
-            continue
-        for grandchild in sorted(p for p in child.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if _looks_like_repo(grandchild):
-                repos.append((root, child.name, grandchild.name))
-    found = []
-    for hub_root, org, name in repos:
-        try:
-            check_part(org, "organisation", org)
-            check_part(name, "repository name", name)
-        except SpecError:
-            continue
-        did = DatasetId("dir", f"{org}/{name}", path=str(hub_root))
-        try:
-            _, folder = _dir_revision(did)
-            _, card = read_card(folder)
-        except (NotFoundError, FormatError):
-            found.append(RemoteEntry(format_id(did), None, None, None, None))
-            continue
-        summary = card_summary(card)
-        found.append(RemoteEntry(format_id(did), summary["env"], summary["pairs"], summary["evaluation"], summary["license"]))
-    return found
