@@ -193,3 +193,52 @@ def test_a_killed_publish_leaves_index_and_folders_consistent(tmp_path, hades_en
     on_disk = {marker.parent.relative_to(catalogue) for marker in catalogue.glob("**/.published")}
     assert on_disk == listed, outcomes
     assert "killed" in outcomes, outcomes
+
+
+@pytest.mark.reference
+def test_a_converted_published_entry_carries_citation_license_and_source(tmp_path, hades_env, reference_dir, monkeypatch):
+    """A result pickle of the paper's authors, published into iclr2024/: card, pull, verify, train-from."""
+    from huggingface_hub import DatasetCard
+
+    from hades.cli import main
+    from hades.iclr2024 import find_runs
+
+    results = reference_dir / "iclr2024-results"
+    run = next(item for item in find_runs(results) if item.relative == "brax/distill/hopper/D4/seed0/data_final.pkl")
+    assert run.name == "hopper-4pairs-hades-r-seed0"
+    catalogue = tmp_path / "catalogue"
+    result = publish(run.path, run.name, "1.0", namespace="iclr2024", seeds=1, protocol=TINY, transfer=(),
+                     catalogue=catalogue, pictures=False, parquet=False)
+    info = result.dataset.info
+    source_sha = hashlib.sha256(run.path.read_bytes()).hexdigest()
+    assert info["original"] == {"repository": "FLAIROx/behaviour-distillation", "sha256": source_sha,
+                                "path": "results/ICLR/brax/distill/hopper/D4/seed0/data_final.pkl"}
+    assert info["paper_comparison"]["recorded_fitness"] == pytest.approx(info["method"]["final_fitness"], abs=0.01)
+    card = DatasetCard.load(result.folder / "README.md")
+    assert card.data.license == "apache-2.0"
+    text = card.text
+    assert "@inproceedings{lupu2024behaviour" in text and "Apache License, Version 2.0" in text
+    assert source_sha in text and "results/ICLR/brax/distill/hopper/D4/seed0/data_final.pkl" in text
+    entry = load_catalogue(catalogue)[0]
+    assert entry.source.startswith("FLAIROx/behaviour-distillation: results/ICLR/brax/distill/hopper/D4/seed0")
+    monkeypatch.setenv("HADES_REGISTRY", str(catalogue))
+    for argv in (["pull", "iclr2024/hopper-4pairs-hades-r-seed0"], ["verify", "iclr2024/hopper-4pairs-hades-r-seed0"],
+                 ["train-from", "iclr2024/hopper-4pairs-hades-r-seed0", "--seeds", "1", "--envs", "1",
+                  "--eval-steps", "20", "--steps", "3", "--arch", "8,8:tanh"]):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            assert exc.code in (0, None), argv
+
+
+@pytest.mark.reference
+def test_a_converted_hades_f_entry_is_scored_from_its_own_init(tmp_path, hades_env, reference_dir):
+    results = reference_dir / "iclr2024-results"
+    path = results / "brax/no_virtual_batch_norm/overfit/hopper/D64/seed1/data_final.pkl"
+    result = publish(path, "hopper-64pairs-hades-f-seed1", "1.0", namespace="iclr2024", seeds=1,
+                     protocol=TINY, transfer=(), catalogue=tmp_path / "catalogue", pictures=False, parquet=False)
+    own = result.evaluation["own_init"]
+    # seed 1 of the published HaDES-F runs was evolved for the init of seed 421, drawn with pre-0.5 random bits
+    assert own["init_seed"] == 421 and own["legacy_prng"] is True and len(own["returns"]) == 1
+    assert result.dataset.info["paper_comparison"]["basis"] == "own_init"
+    assert "From the fixed init this HaDES-F dataset was evolved for" in (result.folder / "README.md").read_text()
