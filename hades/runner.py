@@ -33,6 +33,8 @@ from hades.validation import Validation, ValidationLog
 
 @dataclass
 class Progress:
+    """What ``on_progress`` hears when a run starts and after every chunk of generations."""
+
     generation: int
     total: int
     mean: float
