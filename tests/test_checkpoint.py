@@ -15,7 +15,6 @@ from hades.distillation import preset
 from hades.errors import CheckpointError, MissingCheckpointError, SettingsMismatchError
 from hades.runner import Distiller
 
-ZOO = Path(__file__).parents[1] / "bench" / "zoo-runs"
 HISTORY = [{"generation": 1, "mean": 1.5, "max": 2.0, "min": 1.0, "sigma": 0.03, "episodes": 4, "env_steps": 100,
             "seconds": 0.5}]
 
@@ -68,20 +67,6 @@ def test_a_checkpoint_from_before_the_marker_reads_as_version_1(tmp_path, config
     assert checkpoint.version == 1 and checkpoint.history() == HISTORY and checkpoint.validation() is None
     plan = Distiller(config, tmp_path).plan()
     assert plan["action"] == "resume" and plan["checkpoint"]["generations"] == 1
-
-
-@pytest.mark.parametrize("folder", sorted(path.parent.parent.name for path in ZOO.glob("*/checkpoint/state.msgpack")))
-def test_every_committed_zoo_checkpoint_reads(folder):
-    """The research runs in bench/zoo-runs/ were checkpointed before the marker existed."""
-    checkpoint = load_checkpoint(ZOO / folder)
-    assert checkpoint.version == 1 and "format" not in checkpoint.payload
-    history = checkpoint.history()
-    assert len(history) >= 10 and history[-1]["generation"] == len(history)
-    mean, var = checkpoint.obs_stats()
-    assert mean.shape == var.shape and mean.ndim == 1
-    record = checkpoint.validation()
-    if record is not None and record.get("best"):
-        assert set(checkpoint.best_arrays()) >= {"states"}
 
 
 @pytest.mark.parametrize("payload, detail", [

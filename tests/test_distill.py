@@ -343,18 +343,19 @@ def test_cli_validation_writes_its_scores_and_names_the_kept_generation(tmp_path
     assert f"the ES mean of generation {best['generation']}, best of 2 validations" in printed
     selected = _front_matter(out / "README.md")["hades"]["method"]["selected"]
     assert selected["generation"] == int(best["generation"]) and selected["protocol"]["num_steps"] == 50
-    # the record lives in the checkpoint too, and the zoo's history report prints it
+    # the record lives in the checkpoint too, and `hades history` reports it
     record = read_validation(out)
     assert [row["generation"] for row in record["history"]] == [2, 4]
     assert record["best"]["generation"] == int(best["generation"]) and record["settings"]["seeds"] == 2
-    import subprocess
-    import sys
+    from hades.history import run_history
 
-    report = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "bench" / "zoo-runs" / "history.py"), str(out),
-                             "--every", "2"], capture_output=True, text=True, timeout=120)
-    assert report.returncode == 0, report.stderr
-    lines = report.stdout.splitlines()
-    assert "validated (mean, best)" in lines[1] and float(lines[3].split()[-1]) == pytest.approx(float(rows[1]["mean"]), abs=0.05)
+    report = run_history(out, every=2)
+    assert [block.validated_best for block in report.blocks][1] == pytest.approx(float(rows[1]["mean"]), abs=0.05)
+    assert report.kept["generation"] == int(best["generation"]) and report.kept["validations"] == 2
+    shown = run_cli("history", out, "--every", "2")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "validated (mean, best)" in lines[1]
     assert lines[-1].startswith(f"kept: the ES mean of generation {best['generation']}") and "best of 2 validations" in lines[-1]
     dry = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--generations", "4", "--validate-every", "2",
                   "--out", out, "--dry-run")
@@ -407,55 +408,6 @@ def test_start_arrays_refuse_datasets_that_cannot_seed_the_run(tiny_dataset, tin
     assert (logits.argmax(-1) == labels).all()
     with pytest.raises(SpecError, match="fixed layout"):
         start_arrays(breakout, tiny_discrete_dataset.replace(actions=labels[::-1].copy()))
-
-
-def _zoo_run_commands() -> list[tuple[str, list[str]]]:
-    """(folder, hades arguments) for every run in bench/zoo-runs/README.md's table."""
-    import shlex
-
-    readme = Path(__file__).parents[1] / "bench" / "zoo-runs" / "README.md"
-    rows = []
-    for line in readme.read_text(encoding="utf-8").splitlines():
-        cells = [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 2 and cells[1].startswith("hades distill "):
-            rows.append((cells[0], shlex.split(cells[1])[1:]))
-    return rows
-
-
-@pytest.mark.parametrize("folder, args", _zoo_run_commands(), ids=[row[0] for row in _zoo_run_commands()])
-def test_every_zoo_checkpoint_resumes_with_its_documented_command(folder, args, hades_env):
-    """Each committed run in bench/zoo-runs/ continues with the command its README gives (plus --resume)."""
-    root = Path(__file__).parents[1]
-    assert args[args.index("--out") + 1] == f"bench/zoo-runs/{folder}"
-    result = run_cli(*args, "--dry-run", "--json", env=hades_env, cwd=root)
-    assert result.returncode == 0, result.stderr
-    plan = json.loads(result.stdout)
-    assert plan["checkpoint"]["matches"] and plan["checkpoint"]["generations"] >= 10
-    assert plan["action"] == "resume"
-
-
-def test_the_zoo_readme_lists_every_committed_run():
-    committed = {path.parent.parent.name for path in (Path(__file__).parents[1] / "bench" / "zoo-runs").glob("*/checkpoint/state.msgpack")}
-    assert committed and committed == {folder for folder, _ in _zoo_run_commands()}
-
-
-def test_zoo_history_report_covers_every_generation_of_a_committed_run():
-    import subprocess
-    import sys
-
-    root = Path(__file__).parents[1]
-    run_dir = root / "bench" / "zoo-runs" / "walker2d-4pairs"
-    history = read_history(run_dir)
-    assert len(history) >= 10 and all({"mean", "max", "seconds", "env_steps"} <= set(row) for row in history)
-    result = subprocess.run([sys.executable, str(root / "bench" / "zoo-runs" / "history.py"), str(run_dir), "--every", "250"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert f"{len(history)} generations, {history[-1]['env_steps']:,} env steps" in lines[0]
-    blocks = [line.split() for line in lines[2:] if not line.startswith("kept:")]
-    assert len(blocks) == math.ceil(len(history) / 250)
-    assert blocks[0][0] == "1-250" and float(blocks[0][1]) == pytest.approx(np.mean([row["mean"] for row in history[:250]]), abs=0.05)
-    assert blocks[-1][0].endswith(f"-{len(history)}")
 
 
 def test_checkpoint_history_reader_names_a_missing_or_damaged_checkpoint(tmp_path):
