@@ -108,10 +108,10 @@ def publish_all(root: str | Path, catalogue: str | Path | None = None, *, seeds:
     """
     from hades.evaluate import EvalProtocol
     from hades.publish import TRANSFER_ARCHS, publish
-    from hades.registry import catalogue_dir, load_catalogue
+    from hades.registry import INDEX_FILE, catalogue_dir, load_catalogue
 
     folder = Path(catalogue) if catalogue is not None else catalogue_dir()
-    held = {entry.name for entry in load_catalogue(folder)} if (folder / "index.json").exists() else set()
+    held = {entry.name for entry in load_catalogue(folder)} if (folder / INDEX_FILE).exists() else set()
     runs = [run for run in find_runs(root) if only is None or only(run)]
     lowest = {}
     for run in runs:

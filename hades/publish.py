@@ -25,14 +25,15 @@ from typing import Callable
 from hades.dataset import Dataset
 from hades.errors import FormatError, NotFoundError, SpecError
 from hades.evaluate import EvalProtocol
+from hades.files import DATASET_FILE, FITNESS_CSV, FITNESS_PLOT, STATES_PLOT, VALIDATION_CSV
 from hades.formats import atomic_write_bytes
 from hades.ids import check_part, format_catalogue_name, split_catalogue_name
 
 # The architectures every entry's transfer table reports (the issue of tanh-only datasets shows here).
 TRANSFER_ARCHS = ("2x64:relu", "2x256:tanh", "2x512:tanh", "3x256:relu")
 # Files of a run or dataset folder that travel with the entry (when present and pictures are kept).
-EXTRA_FILES = ("fitness.csv", "fitness.png", "states.png", "validation.csv")
-PICTURES = ("fitness.png", "states.png")
+EXTRA_FILES = (FITNESS_CSV, FITNESS_PLOT, STATES_PLOT, VALIDATION_CSV)
+PICTURES = (FITNESS_PLOT, STATES_PLOT)
 STAGING_PREFIX = ".publish-"
 # Below this fraction of what the paper's run recorded, a card says that our figure falls short.
 SHORTFALL = 0.9
@@ -177,10 +178,10 @@ def load_source(source: str | Path) -> tuple[Dataset, dict[str, Path]]:
         from hades.convert import convert_pickle
 
         return convert_pickle(path).dataset, {}
-    if path.is_dir() and not (path / "dataset.safetensors").exists():
+    if path.is_dir() and not (path / DATASET_FILE).exists():
         if checkpoint_file(path).exists():
             raise PublishError(f"{source} is a distillation run without outputs yet: finish the run first")
-        raise PublishError(f"{source} is not a dataset folder (no dataset.safetensors) nor a finished run")
+        raise PublishError(f"{source} is not a dataset folder (no {DATASET_FILE}) nor a finished run")
     from hades.registry import open_dataset
 
     try:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hades.errors import ChecksumError, FormatError, NotFoundError
+from hades.files import DATASET_FILE
 from hades.formats import SHA256_PATTERN
 from hades.ids import DatasetId, check_catalogue_name, check_part, parse_id, split_catalogue_name
 
@@ -211,7 +212,7 @@ def check_bundled(entry: Entry) -> Path:
     """A bundled dataset folder, after checking its bytes against the index."""
     from hades.store import file_sha256
 
-    data_path = entry.folder / "dataset.safetensors"
+    data_path = entry.folder / DATASET_FILE
     if not data_path.is_file():
         raise NotFoundError(f"the catalogue lists {entry.id} at {entry.folder}, but {data_path.name} is not there; "
                             "reinstall hades-zoo or fix the catalogue")
@@ -305,6 +306,6 @@ def open_dataset(identifier: str) -> "Dataset":
     from hades.store import POLICY_FILE
 
     path = resolve(identifier)
-    if path.is_dir() and (path / POLICY_FILE).is_file() and not (path / "dataset.safetensors").is_file():
+    if path.is_dir() and (path / POLICY_FILE).is_file() and not (path / DATASET_FILE).is_file():
         raise FormatError(f"{identifier} is a trained policy, not a dataset")
     return Dataset.load(path)
