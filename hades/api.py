@@ -1,22 +1,142 @@
-"""A whole distillation run as one call: :func:`distill` (also ``hades.distill``).
+"""The functions ``import hades`` offers: :func:`load`, :func:`pull`, :func:`push`,
+:func:`train_from`, :func:`evaluate` and :func:`distill` (``hades.publish`` is
+:func:`hades.publish.publish`). Each returns a named, typed result.
 
-What ``hades distill`` does after parsing its options: run (or resume) the search, score the
-result with the standard final evaluation, write the output folder, and leave the multi-host run
-once the shared work is done. The command only adds a progress bar and a summary.
+:func:`distill` is what ``hades distill`` does after parsing its options: run (or resume) the
+search, score the result with the standard final evaluation, write the output folder, and leave
+the multi-host run once the shared work is done. The command only adds a progress bar and a summary.
+
+Nothing here imports jax until a function that trains or evaluates runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Union
+
+from hades.errors import FormatError
 
 if TYPE_CHECKING:  # pragma: no cover
     from hades.dataset import Dataset
     from hades.distillation import DistillConfig
     from hades.evaluate import EvalProtocol
+    from hades.hub import PushResult
+    from hades.learn import Recipe
+    from hades.policy import PolicySpec
+    from hades.policy_io import Policy, PolicyEvaluation
     from hades.runner import Progress
+    from hades.trainfrom import TrainFromResult
     from hades.validation import Validation
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """A verified local copy: ``path`` is its folder (or file), ``id`` what was asked for."""
+
+    id: str
+    path: Path
+    kind: str  # "dataset" or "policy"
+    sha256: str
+    env: str | None = None
+    pairs: int | None = None
+
+    @classmethod
+    def from_verified(cls, identifier: str, verified) -> "PullResult":
+        """From what :func:`hades.store.verify_path` found."""
+        return cls(str(identifier), verified.path, verified.kind, verified.sha256, verified.env, verified.pairs)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "path": str(self.path), "kind": self.kind, "sha256": self.sha256, "env": self.env,
+                "pairs": self.pairs}
+
+
+def pull(identifier: str, *, force: bool = False, progress: bool = False) -> PullResult:
+    """Bring a dataset or policy into the local store (bundled ones are used in place) and verify it.
+
+    ``identifier``: a catalogue name (``hopper-4pairs@1.5``), ``hf://datasets/ORG/NAME[@REV]``,
+    ``file:///PATH/ORG/NAME[@REV]`` or a local path. ``force`` downloads a hub revision again.
+    """
+    from hades.registry import resolve
+    from hades.store import verify_path
+
+    return PullResult.from_verified(identifier, verify_path(resolve(str(identifier), force=force, progress=progress)))
+
+
+def load(identifier: Union[str, Path]) -> Union["Dataset", "Policy"]:
+    """The dataset (a :class:`hades.Dataset`) or trained policy (a :class:`hades.Policy`) an
+    identifier names, pulled first when it lives on a hub, and fully verified."""
+    from hades.dataset import Dataset
+    from hades.policy_io import Policy
+
+    pulled = pull(str(identifier))
+    return Dataset.load(pulled.path) if pulled.kind == "dataset" else Policy.load(pulled.path)
+
+
+def push(source: Union[str, Path, "Dataset", "Policy"], to: str, *, private: bool = False, tag: str | None = None,
+         message: str | None = None, progress: bool = False) -> "PushResult":
+    """Push a dataset or policy folder (or a :class:`hades.Dataset` / :class:`hades.Policy`) to
+    ``to`` (``hf://datasets/ORG/NAME``, ``hf://models/ORG/NAME`` or ``file:///PATH/ORG/NAME``) as one
+    commit, optionally tagged; the result's ``id`` pins the new revision."""
+    from hades.dataset import Dataset
+    from hades.hub import push as push_folder
+    from hades.policy_io import Policy
+
+    if isinstance(source, (str, Path)):
+        return push_folder(source, to, private=private, tag=tag, message=message, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="hades-push-") as scratch:
+        folder = Path(scratch) / "folder"
+        if isinstance(source, Dataset):
+            source.save(folder, parquet=True)
+        elif isinstance(source, Policy):
+            source.save(folder)
+        else:
+            raise TypeError(f"push takes a folder, a hades.Dataset or a hades.Policy, not {type(source).__name__}")
+        return push_folder(folder, to, private=private, tag=tag, message=message, progress=progress)
+
+
+def train_from(dataset: Union[str, "Dataset"], recipe: "Recipe | None" = None, *, arch: "str | PolicySpec | None" = None,
+               protocol: "EvalProtocol | None" = None, num_seeds: int = 8, first_seed: int = 0,
+               keep_params: bool = False, backend: str | None = None,
+               progress: Callable[[str, int, int], None] | None = None) -> "TrainFromResult":
+    """Train ``num_seeds`` fresh policies on a dataset (an identifier or a :class:`hades.Dataset`)
+    and evaluate each once under ``protocol`` (the standard one by default: 4 envs x 1024 steps,
+    sampled actions). ``recipe`` defaults to the card's; ``arch`` (``"3x256:relu"``) replaces its
+    architecture. ``keep_params`` keeps the parameters, so ``result.policies()`` gives the policies.
+    """
+    from hades.dataset import Dataset
+    from hades.policy import PolicySpec, parse_arch
+    from hades.trainfrom import train_from as train
+
+    source = None
+    if not isinstance(dataset, Dataset):
+        from hades.registry import open_dataset
+
+        source = str(dataset)
+        dataset = open_dataset(source)
+    recipe = recipe or dataset.recipe
+    if arch is not None:
+        recipe = replace(recipe, arch=arch if isinstance(arch, PolicySpec) else parse_arch(arch))
+    return train(dataset, recipe, protocol, num_seeds, first_seed, backend=backend, keep_params=keep_params,
+                 progress=progress, source=source)
+
+
+def evaluate(policy: Union[str, Path, "Policy"], protocol: "EvalProtocol | None" = None, *, runs: int = 1,
+             first_seed: int = 0) -> "PolicyEvaluation":
+    """Evaluate a trained policy (an identifier, a folder or a :class:`hades.Policy`) ``runs`` times
+    under ``protocol`` (the standard one by default), each run with its own env and action noise."""
+    from hades.evaluate import EvalProtocol
+    from hades.policy_io import Policy, evaluate_policy
+
+    if not isinstance(policy, Policy):
+        loaded = load(policy)
+        if not isinstance(loaded, Policy):
+            raise FormatError(f"{policy} is a dataset, not a policy; train policies from it with hades.train_from")
+        policy = loaded
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, got {runs}")
+    return evaluate_policy(policy, protocol or EvalProtocol(), runs, first_seed)
 
 # The stages :func:`distill` announces to ``on_stage`` after the search, in order.
 STAGE_EVALUATE = "evaluate"  # the final evaluation begins (skipped when final_seeds is 0)

@@ -175,7 +175,9 @@ class Dataset:
         meta["sha256"] = sha256
         license_id = str(self.info.get("license", "apache-2.0"))
         tags = ["hades", "behaviour-distillation", "reinforcement-learning", self.env]
-        card_data = {"license": license_id, "tags": tags, "pretty_name": self.info.get("name") or f"{self.env} {self.pairs} pairs", "hades": meta}
+        card_data = {"license": license_id, "tags": tags, "pretty_name": self.info.get("name") or f"{self.env} {self.pairs} pairs",
+                     "task_categories": task_categories(self.env_spec), "size_categories": [size_category(self.pairs)],
+                     "source_datasets": self.source_datasets(), "hades": meta}
         if parquet:
             card_data["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": PARQUET_FILE}]}]
         return render_card("dataset", card_data, meta=meta, rows=self.preview_rows(), has_parquet=parquet,
@@ -199,11 +201,59 @@ class Dataset:
         datasets.disable_progress_bars()
         self.to_hf().to_parquet(str(path))
 
-    def to_hf(self):
-        """The pairs as a ``datasets.Dataset`` (columns ``state`` and ``action``)."""
+    def source_datasets(self) -> list[str]:
+        """The card's ``source_datasets``: ``original`` for pairs made here, the authors' repository for converted ones."""
+        provenance = self.info.get("provenance") if isinstance(self.info.get("provenance"), dict) else {}
+        repository = provenance.get("source_repository")
+        if provenance.get("converted_by") == "hades convert" and repository:
+            return [f"https://github.com/{repository}"]
+        return ["original"]
+
+    def hf_features(self):
+        """The ``datasets.Features`` of :meth:`to_hf` and ``data/train.parquet``: float32 vectors of
+        fixed length, a ``ClassLabel`` for discrete actions, and the normalisation of every row."""
         import datasets
 
-        return datasets.Dataset.from_dict({"state": self.states.tolist(), "action": self.actions.tolist()})
+        spec = self.env_spec
+
+        def vector(length: int):
+            return datasets.Sequence(datasets.Value("float32"), length=length)
+
+        if spec.discrete:
+            from hades.render import MINATAR_ACTIONS
+
+            names = MINATAR_ACTIONS.get(spec.name) or [str(index) for index in range(spec.action_dim)]
+            action = datasets.ClassLabel(names=list(names))
+        else:
+            action = vector(spec.action_dim)
+        return datasets.Features({
+            "state": vector(spec.obs_dim), "action": action, "env": datasets.Value("string"),
+            "normalization": datasets.Value("string"), "obs_mean": vector(spec.obs_dim), "obs_var": vector(spec.obs_dim),
+        })
+
+    def to_hf(self):
+        """The pairs as a ``datasets.Dataset``, one row per pair.
+
+        Columns: ``state`` and ``action`` (float32; discrete actions as a ``ClassLabel``), and with
+        every row the ``env`` id, the ``normalization`` and, for constant normalisation, ``obs_mean``
+        and ``obs_var`` (null otherwise), so a user of ``datasets.load_dataset`` can un-normalise:
+        ``raw = state * sqrt(obs_var + 1e-8) + obs_mean``.
+        """
+        import datasets
+
+        constant = self.normalization == "constant"
+        rows = self.pairs
+        columns = {
+            "state": self.states.tolist(), "action": self.actions.tolist(), "env": [self.env] * rows,
+            "normalization": [self.normalization] * rows,
+            "obs_mean": [self.obs_mean.tolist() if constant else None] * rows,
+            "obs_var": [self.obs_var.tolist() if constant else None] * rows,
+        }
+        name = self.info.get("name") or f"{self.env} {self.pairs} pairs"
+        info = datasets.DatasetInfo(
+            description=f"{name}: {self.pairs} behaviour-distillation pairs for {self.env} ({self.normalization} normalisation)",
+            license=str(self.info.get("license", "apache-2.0")), features=self.hf_features())
+        return datasets.Dataset.from_dict(columns, info=info)
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "dataset", info: dict | None = None) -> "Dataset":
@@ -248,6 +298,20 @@ class Dataset:
         data = read_bytes(path)
         verify_checksum(data, expected_sha256, str(path))
         return cls.from_bytes(data, str(path))
+
+
+def task_categories(spec: EnvSpec) -> list[str]:
+    """The Hub's task categories of a dataset for ``spec``: Brax bodies are robotics too."""
+    categories = {"brax": ["reinforcement-learning", "robotics"], "images": ["image-classification"]}
+    return categories.get(spec.library, ["reinforcement-learning"])
+
+
+def size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` value for a dataset of ``rows`` rows."""
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if rows < limit:
+            return label
+    return "n>1M"
 
 
 def _check_dtype(name: str, array: np.ndarray, floating: bool) -> None:

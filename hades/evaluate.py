@@ -87,8 +87,10 @@ def make_evaluate(spec: EnvSpec, arch: PolicySpec, protocol: EvalProtocol, norma
     """Return ``evaluate(params, key, obs_mean, obs_var) -> metrics`` (pure, jittable).
 
     metrics: ``mean_return`` (the score), ``episodes`` (completed), ``return_sum`` (of completed
-    episodes); with running normalisation also ``obs_mean``/``obs_var``, the statistics the rollouts
-    ended with (what the policy saw, so they can become a dataset's constant statistics). The
+    episodes), ``return_std`` (the standard deviation of the completed episodes' returns; 0 when
+    fewer than two completed); with running normalisation also ``obs_mean``/``obs_var``, the
+    statistics the rollouts ended with (what the policy saw, so they can become a dataset's
+    constant statistics). The
     ``obs_mean``/``obs_var`` arguments are used by constant normalisation and ignored otherwise.
     """
     import jax
@@ -114,25 +116,28 @@ def make_evaluate(spec: EnvSpec, arch: PolicySpec, protocol: EvalProtocol, norma
         zeros = jnp.zeros(protocol.num_envs)
 
         def env_step(carry, step_key):
-            env_state, obs, stats, running, return_sum, episodes = carry
+            env_state, obs, stats, running, return_sum, return_sq, episodes = carry
             act_key, env_key = jax.random.split(step_key)
             action = act(params, obs, act_key)
             obs, env_state, reward, done = env.step(env_key, env_state, action)
             stats, obs = normalize(stats, obs, obs_mean, obs_var)
             running = running + reward
             return_sum = return_sum + jnp.where(done, running, 0.0)
+            return_sq = return_sq + jnp.where(done, jnp.square(running), 0.0)
             episodes = episodes + done
             running = jnp.where(done, 0.0, running)
-            return (env_state, obs, stats, running, return_sum, episodes), None
+            return (env_state, obs, stats, running, return_sum, return_sq, episodes), None
 
-        carry = (env_state, obs, stats, zeros, zeros, zeros)
+        carry = (env_state, obs, stats, zeros, zeros, zeros, zeros)
         carry, _ = jax.lax.scan(env_step, carry, jax.random.split(key, protocol.num_steps))
-        _, _, stats, running, return_sum, episodes = carry
+        _, _, stats, running, return_sum, return_sq, episodes = carry
         total_episodes = episodes.sum()
-        mean_return = jnp.where(
-            total_episodes > 0, return_sum.sum() / jnp.maximum(total_episodes, 1), running.mean()
-        )
-        metrics = {"mean_return": mean_return, "episodes": total_episodes, "return_sum": return_sum.sum()}
+        completed = jnp.maximum(total_episodes, 1)
+        mean_return = jnp.where(total_episodes > 0, return_sum.sum() / completed, running.mean())
+        variance = return_sq.sum() / completed - jnp.square(return_sum.sum() / completed)
+        return_std = jnp.where(total_episodes > 1, jnp.sqrt(jnp.maximum(variance, 0.0)), 0.0)
+        metrics = {"mean_return": mean_return, "episodes": total_episodes, "return_sum": return_sum.sum(),
+                   "return_std": return_std}
         if normalization == "running":
             metrics["obs_mean"], metrics["obs_var"] = stats[0], stats[1]
         return metrics

@@ -16,12 +16,20 @@ PARQUET_FILE = "data/train.parquet"  # the Hub viewer's copy of a dataset's pair
 FITNESS_CSV = "fitness.csv"
 FITNESS_PLOT = "fitness.png"
 STATES_PLOT = "states.png"
-VALIDATION_CSV = "validation.csv"
+# The validation scores. Not "validation.csv": a file named after a split keyword (train, test,
+# validation, ...) becomes a split of its own when the Hub and `datasets` infer the splits of a
+# folder whose card has no `configs` block, next to data/train.parquet.
+VALIDATION_CSV = "scores.csv"
+LEGACY_VALIDATION_CSV = "validation.csv"  # what runs wrote before; still read, pushed as VALIDATION_CSV
 CHECKPOINT_FILE = "checkpoint/state.msgpack"  # relative to the run's output folder
+
+# What `train-from --save --video` adds to the folder of the policy it recorded (its card shows them).
+REPLAY_GIF = "replay.gif"
+REPLAY_MP4 = "replay.mp4"
 
 # fitness.csv: one row per generation, the population's fitness (returns) and the run's cost so far.
 FITNESS_COLUMNS = ("generation", "mean", "max", "min", "sigma", "episodes", "env_steps", "seconds")
-# validation.csv: one row per validation, the returns of fresh inits trained on the ES mean.
+# scores.csv: one row per validation, the returns of fresh inits trained on the ES mean.
 VALIDATION_COLUMNS = ("generation", "mean", "std", "min", "max")
 # The fitness.csv `hades convert` writes for a result pickle of the original code (its curves
 # hold the mean and the maximum only).

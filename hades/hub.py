@@ -24,7 +24,7 @@ from typing import Iterator
 
 from hades import store
 from hades.errors import AuthError, HadesError, HubError, NotFoundError, SpecError
-from hades.files import PARQUET_FILE
+from hades.files import LEGACY_VALIDATION_CSV, PARQUET_FILE, VALIDATION_CSV
 from hades.ids import DatasetId, check_revision, format_id, is_commit, parse_hub_root, parse_id
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -229,6 +229,16 @@ def files_to_push(folder: Path) -> dict[str, Path]:
     return files
 
 
+def hub_names(files: dict[str, Path]) -> dict[str, Path]:
+    """The names files take in a pushed revision: an older run's ``validation.csv`` goes as
+    ``scores.csv``, since the Hub would take a file named after a split keyword for a split."""
+    files = dict(files)
+    legacy = files.pop(LEGACY_VALIDATION_CSV, None)
+    if legacy is not None:
+        files.setdefault(VALIDATION_CSV, legacy)
+    return files
+
+
 def push(folder: str | Path, target: str | DatasetId, *, private: bool = False, tag: str | None = None,
          message: str | None = None, progress: bool = False) -> PushResult:
     """Push a verified dataset or policy folder to a hub as one commit, optionally tagged.
@@ -249,7 +259,7 @@ def push(folder: str | Path, target: str | DatasetId, *, private: bool = False, 
             raise NotFoundError(f"{folder} does not exist")
         raise SpecError(f"{folder} is a file; push a folder (save the dataset with Dataset.save(folder))")
     verified = store.verify_path(folder)
-    files = files_to_push(folder)
+    files = hub_names(files_to_push(folder))
     with tempfile.TemporaryDirectory(prefix="hades-push-") as extra:
         if verified.kind == "dataset" and PARQUET_FILE not in files:
             from hades.dataset import Dataset

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Iterable
 
 from hades.dataset import Dataset
-from hades.files import CARD_FILE, FITNESS_COLUMNS, FITNESS_CSV, FITNESS_PLOT, STATES_PLOT, VALIDATION_COLUMNS, VALIDATION_CSV
+from hades.files import (
+    CARD_FILE, FITNESS_COLUMNS, FITNESS_CSV, FITNESS_PLOT, LEGACY_VALIDATION_CSV, STATES_PLOT, VALIDATION_COLUMNS,
+    VALIDATION_CSV,
+)
 
 
 def write_csv(path: Path, columns: tuple[str, ...], rows: Iterable[dict]) -> Path:
@@ -29,11 +32,12 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: Iterable[dict]) -> Pat
 
 def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], validation_history: list[dict] = (),
                   evaluation: dict | None = None, pictures: bool = True) -> Path:
-    """Write the dataset folder (card, fitness.csv, fitness.png, states.png, validation.csv) into ``out``.
+    """Write the dataset folder (card, fitness.csv, fitness.png, states.png, scores.csv) into ``out``.
 
     ``history``: the fitness rows (:data:`hades.files.FITNESS_COLUMNS`); ``validation_history``:
     the validation rows, if the run validated; ``evaluation``: the final evaluation the card
-    records. Files of ``out`` the dataset does not name (the checkpoint) are left alone.
+    records. Files of ``out`` the dataset does not name (the checkpoint) are left alone, except
+    the ``validation.csv`` of an older run, which ``scores.csv`` replaces.
     """
     from hades.curves import fitness_plot
     from hades.render import RenderError, render_states
@@ -65,4 +69,6 @@ def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], valida
             if target.is_dir():
                 shutil.rmtree(target)
             os.replace(item, target)
+    if validation_history:
+        (out / LEGACY_VALIDATION_CSV).unlink(missing_ok=True)
     return out

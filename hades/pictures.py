@@ -1,4 +1,4 @@
-"""Composing pictures and writing them: grids of captioned tiles, captioned frames, PNG and GIF files.
+"""Composing pictures and writing them: grids of captioned tiles, captioned frames, PNG, GIF and MP4 files.
 
 Every file is written atomically, so a picture is either whole or absent.
 """
@@ -119,6 +119,43 @@ def save_gif(images: list, path: Path, duration_ms: int) -> Path:
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms,
                    loop=0, optimize=False, disposal=1)
     return write_atomic(path, buffer.getvalue())
+
+
+def save_mp4(images: list, path: Path, duration_ms: int) -> Path:
+    """An H.264 MP4 (yuv420p, what browsers and the Hub play) of ``images``, through the ffmpeg
+    that the imageio-ffmpeg package ships; frames are padded to even sizes, as yuv420p needs."""
+    import os
+    import tempfile
+
+    import imageio_ffmpeg
+
+    from hades.errors import HadesError
+
+    if path.is_dir():
+        raise SpecError(f"{path} is a folder; give a file name for the video")
+    frames = [np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, np.uint8)[..., :3] for image in images]
+    height, width = frames[0].shape[:2]
+    padded = (height + height % 2, width + width % 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".mp4", dir=path.parent)
+    os.close(fd)
+    try:
+        writer = imageio_ffmpeg.write_frames(tmp, (padded[1], padded[0]), fps=1000.0 / max(duration_ms, 1),
+                                             codec="libx264", pix_fmt_out="yuv420p", macro_block_size=1,
+                                             ffmpeg_log_level="error", output_params=["-movflags", "+faststart"])
+        writer.send(None)
+        for frame in frames:
+            canvas = np.full(padded + (3,), 255, np.uint8)
+            canvas[:height, :width] = frame
+            writer.send(np.ascontiguousarray(canvas))
+        writer.close()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        raise HadesError(f"cannot write the video {path}: {' '.join(str(exc).split())[:200]}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
 
 
 def write_atomic(path: Path, data: bytes) -> Path:

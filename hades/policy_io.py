@@ -14,7 +14,7 @@ import numpy as np
 
 from hades.envs import EnvSpec, env_library_versions, get_env_spec
 from hades.errors import FormatError
-from hades.files import CARD_FILE, POLICY_FILE
+from hades.files import CARD_FILE, POLICY_FILE, REPLAY_GIF, REPLAY_MP4
 from hades.formats import (
     FORMAT_VERSION, atomic_dir, read_bytes, read_card, render_card, tensors_from_bytes,
     tensors_to_bytes, verify_checksum,
@@ -69,17 +69,47 @@ class Policy:
             tensors["obs_var"] = np.asarray(self.obs_var, np.float32)
         return tensors_to_bytes(tensors, self.metadata())
 
-    def save(self, folder: str | Path) -> Path:
+    def card_data(self, sha256: str) -> dict:
+        """The model card's front matter: tags, the dataset it was trained on, and its evaluation
+        as a ``model-index`` the way huggingface_sb3 writes one (task reinforcement-learning, the
+        env id as the dataset, ``mean_reward`` as "mean +/- std" over the completed episodes)."""
+        from huggingface_hub import EvalResult
+
+        from hades.policy import format_arch
+
+        meta = self.metadata()
+        meta["sha256"] = sha256
+        data = {"license": self.info.get("license", "apache-2.0"),
+                "tags": ["hades", "behaviour-distillation", "reinforcement-learning", self.env],
+                "library_name": "hades-zoo", "hades": meta}
+        repo = hub_dataset_repo((self.info.get("dataset") or {}).get("name"))
+        if repo:
+            data["datasets"] = [repo]
+        evaluation = self.info.get("evaluation") or {}
+        if isinstance(evaluation.get("mean_return"), (int, float)):
+            value = f"{evaluation['mean_return']:.2f} +/- {float(evaluation.get('std_return') or 0.0):.2f}"
+            data["model_name"] = f"{self.env} {format_arch(self.recipe.arch)} policy"
+            data["eval_results"] = [EvalResult(
+                task_type="reinforcement-learning", task_name="reinforcement-learning", dataset_type=self.env,
+                dataset_name=self.env, metric_type="mean_reward", metric_name="mean_reward", metric_value=value)]
+        return data
+
+    def save(self, folder: str | Path, extra_files: dict[str, Path] | None = None) -> Path:
+        """Write ``policy.safetensors`` and the model card into ``folder``, atomically.
+
+        ``extra_files`` (name -> file) go in beside them; ``replay.gif`` and ``replay.mp4`` show on the card."""
         folder = Path(folder)
         data = self.to_bytes()
-        meta = self.metadata()
-        meta["sha256"] = verify_checksum(data, None, "policy")
-        card_data = {"license": self.info.get("license", "apache-2.0"),
-                     "tags": ["hades", "behaviour-distillation", "reinforcement-learning", self.env],
-                     "library_name": "hades-zoo", "hades": meta}
+        sha256 = verify_checksum(data, None, "policy")
+        card_data = self.card_data(sha256)
+        replay = [name for name in (REPLAY_GIF, REPLAY_MP4) if name in (extra_files or {})]
         with atomic_dir(folder) as tmp:
             (tmp / POLICY_FILE).write_bytes(data)
-            (tmp / CARD_FILE).write_text(render_card("policy", card_data, meta=meta), encoding="utf-8")
+            for name, source in (extra_files or {}).items():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / name).write_bytes(Path(source).read_bytes())
+            (tmp / CARD_FILE).write_text(render_card("policy", card_data, meta=card_data["hades"], replay=replay),
+                                         encoding="utf-8")
         return folder
 
     @classmethod
@@ -113,7 +143,44 @@ class Policy:
                    tensors.get("obs_mean"), tensors.get("obs_var"), info)
 
 
-def evaluate_policy(policy: Policy, protocol, num_runs: int = 1, first_seed: int = 0) -> dict:
+def hub_dataset_repo(identifier) -> str | None:
+    """``ORG/NAME`` of a Hugging Face Hub dataset id (``hf://[datasets/]ORG/NAME[@REV]``); None for other ids."""
+    from hades.errors import SpecError
+    from hades.ids import parse_id
+
+    if not isinstance(identifier, str) or not identifier.startswith("hf://"):
+        return None
+    try:
+        did = parse_id(identifier)
+    except SpecError:
+        return None
+    return did.name if did.repo_type in (None, "dataset") else None
+
+
+@dataclass(frozen=True)
+class PolicyEvaluation:
+    """A policy evaluated ``len(returns)`` times under one protocol (one score per run)."""
+
+    env: str
+    protocol: Any  # hades.evaluate.EvalProtocol
+    returns: tuple[float, ...]
+    episodes: tuple[int, ...]
+    episode_stds: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+    def to_dict(self) -> dict:
+        return {"returns": list(self.returns), "episodes": list(self.episodes), "episode_stds": list(self.episode_stds),
+                "mean": self.mean, "std": self.std, "protocol": self.protocol.to_dict()}
+
+
+def evaluate_policy(policy: Policy, protocol, num_runs: int = 1, first_seed: int = 0) -> PolicyEvaluation:
     """Evaluate one saved policy ``num_runs`` times (different env and action noise)."""
     import jax
 
@@ -126,6 +193,6 @@ def evaluate_policy(policy: Policy, protocol, num_runs: int = 1, first_seed: int
     params = jax.tree.map(np.asarray, policy.params)
     run = jax.jit(jax.vmap(lambda key: evaluate(params, key, obs_mean, obs_var)))
     metrics = run(seed_keys(list(range(first_seed, first_seed + num_runs))))
-    returns = np.asarray(metrics["mean_return"])
-    return {"returns": returns.tolist(), "episodes": np.asarray(metrics["episodes"]).tolist(),
-            "mean": float(returns.mean()), "std": float(returns.std()), "protocol": protocol.to_dict()}
+    return PolicyEvaluation(policy.env, protocol, tuple(np.asarray(metrics["mean_return"], float).tolist()),
+                            tuple(int(count) for count in np.asarray(metrics["episodes"])),
+                            tuple(np.asarray(metrics["return_std"], float).tolist()))

@@ -24,7 +24,7 @@ import numpy as np
 from hades.dataset import Dataset
 from hades.envs import NORM_EPS, EnvSpec
 from hades.errors import HadesError, SpecError
-from hades.pictures import caption_frame, check_size, compose_grid, save_gif, save_png
+from hades.pictures import caption_frame, check_size, compose_grid, save_gif, save_mp4, save_png
 from hades.poses import RENDERABLE_BRAX_ENVS, brax_poses, raw_observations
 
 # MinAtar: what each observation channel holds (gymnax's layout) and the names of the actions.
@@ -78,8 +78,9 @@ def render_states(dataset: Dataset, path: str | Path, width: int = 160, height: 
 
 
 def rollout_gif(dataset: Dataset, result, path: str | Path, seed_index: int = 0, steps: int = 200,
-                width: int = 240, height: int = 240, backend: str | None = None) -> Path:
-    """A GIF of one trained policy acting in one env for ``steps`` steps (one frame per step).
+                width: int = 240, height: int = 240, backend: str | None = None, mp4: str | Path | None = None) -> Path:
+    """A GIF of one trained policy acting in one env for ``steps`` steps (one frame per step);
+    ``mp4`` names an MP4 file to write with the same frames too.
 
     The policy is ``result.params`` at index ``seed_index`` (``train_from(..., keep_params=True)``
     stacks parameters over seeds). Actions are greedy (the Gaussian mean, or the most likely
@@ -105,6 +106,8 @@ def rollout_gif(dataset: Dataset, result, path: str | Path, seed_index: int = 0,
         duration = 100
     returns = _episode_returns(rewards, dones)
     pictures = [caption_frame(image, f"step {t}  return {returns[t]:.1f}") for t, image in enumerate(images)]
+    if mp4 is not None:
+        save_mp4(pictures, Path(mp4), duration)
     return save_gif(pictures, path, duration)
 
 

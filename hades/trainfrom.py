@@ -32,6 +32,9 @@ class TrainFromResult:
     final_losses: np.ndarray
     params: Any = None  # the trained parameters, stacked over seeds (when kept)
     timings: dict[str, float] = field(default_factory=dict)
+    episode_stds: np.ndarray | None = None  # per seed: the std of its completed episodes' returns
+    dataset: Dataset | None = None  # what the policies were trained on
+    source: str | None = None  # the identifier the dataset was opened by, when known
 
     @property
     def mean(self) -> float:
@@ -53,8 +56,36 @@ class TrainFromResult:
             "final_losses": [round(float(l), 6) for l in self.final_losses],
             "mean": round(self.mean, 3),
             "std": round(self.std, 3),
+            **({"episode_stds": [round(float(s), 3) for s in self.episode_stds]} if self.episode_stds is not None else {}),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+    def policy(self, index: int = 0):
+        """The trained policy of ``seeds[index]`` as a :class:`hades.policy_io.Policy`, ready to
+        save, push or evaluate; needs ``keep_params=True`` when training."""
+        import jax
+
+        from hades.policy_io import Policy
+        from hades.provenance import provenance
+
+        if self.params is None or self.dataset is None:
+            raise ValueError("this result kept no parameters: train with keep_params=True to get its policies")
+        if not -len(self.seeds) <= index < len(self.seeds):
+            raise IndexError(f"seed index {index} is out of range for {len(self.seeds)} seeds")
+        data, seed = self.dataset, self.seeds[index]
+        evaluation = {"protocol": self.protocol.to_dict(), "mean_return": float(self.returns[index]),
+                      "episodes": int(self.episodes[index])}
+        if self.episode_stds is not None:
+            evaluation["std_return"] = float(self.episode_stds[index])
+        info = {"backend": data.backend, "seed": seed,
+                "dataset": {"name": self.source or data.info.get("name"), "sha256": data.sha256, "pairs": data.pairs},
+                "evaluation": evaluation, "provenance": provenance(seed)}
+        params = jax.tree.map(lambda x: np.asarray(x[index]), self.params)
+        return Policy(params, data.env, self.recipe, data.normalization, data.obs_mean, data.obs_var, info)
+
+    def policies(self) -> list:
+        """Every trained policy, in the order of ``seeds`` (see :meth:`policy`)."""
+        return [self.policy(index) for index in range(len(self.seeds))]
 
 
 def make_train_and_evaluate_arrays(spec, recipe: Recipe, protocol: EvalProtocol, normalization: str,
@@ -105,10 +136,11 @@ def seed_keys(seeds):
 def train_from(dataset: Dataset, recipe: Recipe | None = None, protocol: EvalProtocol | None = None,
                num_seeds: int = 8, first_seed: int = 0, chunk_size: int | None = None,
                backend: str | None = None, keep_params: bool = False,
-               progress: Callable[[str, int, int], None] | None = None) -> TrainFromResult:
+               progress: Callable[[str, int, int], None] | None = None, source: str | None = None) -> TrainFromResult:
     """Train ``num_seeds`` fresh policies on ``dataset`` and evaluate each once.
 
     ``progress(stage, done, total)`` is called with stage ``"compile"`` then ``"run"``.
+    ``source``: the identifier the dataset was opened by (the saved policies' cards name it).
     """
     import jax
     import jax.numpy as jnp
@@ -138,7 +170,7 @@ def train_from(dataset: Dataset, recipe: Recipe | None = None, protocol: EvalPro
         keep = len(part)
         outputs.append((jax.tree.map(lambda x: x[:keep], params) if keep_params else None,
                         np.asarray(metrics["mean_return"])[:keep], np.asarray(metrics["episodes"])[:keep],
-                        np.asarray(losses)[:keep]))
+                        np.asarray(losses)[:keep], np.asarray(metrics["return_std"])[:keep]))
         notify("run", begin + keep, num_seeds)
     run_seconds = time.perf_counter() - start
 
@@ -151,6 +183,7 @@ def train_from(dataset: Dataset, recipe: Recipe | None = None, protocol: EvalPro
         episodes=np.concatenate([out[2] for out in outputs]),
         final_losses=np.concatenate([out[3] for out in outputs]), params=params,
         timings={"compile_s": compile_seconds, "run_s": run_seconds},
+        episode_stds=np.concatenate([out[4] for out in outputs]), dataset=dataset, source=source,
     )
 
 

@@ -150,13 +150,50 @@ def test_card_renders_and_reloads(tmp_path):
 
 
 def test_to_hf(tiny_dataset, tiny_discrete_dataset):
+    import datasets
+
     hf = tiny_dataset.to_hf()
-    assert hf.column_names == ["state", "action"] and len(hf) == 4
+    assert hf.column_names == ["state", "action", "env", "normalization", "obs_mean", "obs_var"] and len(hf) == 4
     np.testing.assert_allclose(np.asarray(hf["state"], np.float32), tiny_dataset.states)
     np.testing.assert_allclose(np.asarray(hf["action"], np.float32), tiny_dataset.actions)
+    assert hf["env"] == ["hopper"] * 4 and hf["normalization"] == ["none"] * 4 and hf["obs_mean"] == [None] * 4
+    vector = hf.features["state"]
+    assert isinstance(vector, (datasets.Sequence, datasets.List)) and vector.length == 11
+    assert vector.feature == datasets.Value("float32") and hf.features["action"].length == 3
+    assert hf.features["action"].feature == datasets.Value("float32")
+    assert hf.with_format("numpy")[:]["state"].dtype == np.float32
     labels = tiny_discrete_dataset.to_hf()
     assert labels["action"] == [0, 0, 1, 1, 2, 2]
-    assert len(labels[0]["state"]) == 400
+    assert isinstance(labels.features["action"], datasets.ClassLabel)
+    assert labels.features["action"].names == ["noop", "left", "right"]
+    assert len(labels[0]["state"]) == 400 and labels.features["state"].length == 400
+
+
+def test_to_hf_carries_the_statistics_to_undo_the_normalisation():
+    dataset = _constant_dataset()
+    hf = dataset.to_hf()
+    assert set(hf["normalization"]) == {"constant"} and "constant" in hf.info.description
+    mean, var = np.asarray(hf["obs_mean"][0], np.float32), np.asarray(hf["obs_var"][0], np.float32)
+    np.testing.assert_array_equal(mean, dataset.obs_mean)
+    np.testing.assert_array_equal(var, dataset.obs_var)
+    raw = np.asarray(hf["state"], np.float32) * np.sqrt(var + 1e-8) + mean
+    np.testing.assert_allclose((raw - dataset.obs_mean) / np.sqrt(dataset.obs_var + 1e-8), dataset.states, rtol=1e-5, atol=1e-5)
+
+
+def test_card_front_matter_for_the_hub(tmp_path, tiny_discrete_dataset):
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(_constant_dataset().save(tmp_path / "ds") / "README.md")
+    assert card.data.task_categories == ["reinforcement-learning", "robotics"]
+    assert card.data.size_categories == ["n<1K"] and card.data.source_datasets == ["original"]
+    minatar = DatasetCard.load(tiny_discrete_dataset.save(tmp_path / "minatar") / "README.md")
+    assert minatar.data.task_categories == ["reinforcement-learning"]
+    from hades.provenance import provenance
+
+    converted = tiny_discrete_dataset.replace(info={**tiny_discrete_dataset.info, "provenance": provenance(
+        converted_by="hades convert", source_repository="FLAIROx/behaviour-distillation")})
+    card = DatasetCard.load(converted.save(tmp_path / "converted") / "README.md")
+    assert card.data.source_datasets == ["https://github.com/FLAIROx/behaviour-distillation"]
 
 
 def test_parquet_mirror(tmp_path, tiny_dataset):

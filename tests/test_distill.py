@@ -27,7 +27,7 @@ from hades.distillation import (DistillConfig, default_train_batch, fixed_labels
 from hades.errors import (CheckpointError, MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError,
                           UnknownEnvError)
 from hades.evaluate import EvalProtocol
-from hades.files import FITNESS_COLUMNS, FITNESS_CSV
+from hades.files import FITNESS_COLUMNS, FITNESS_CSV, VALIDATION_CSV
 from hades.multihost import initialize_distributed
 from hades.runner import Distiller
 from hades.trainfrom import train_from
@@ -335,9 +335,10 @@ def test_cli_validation_writes_its_scores_and_names_the_kept_generation(tmp_path
                      "--validate-every", "2", "--validate-seeds", "2", "--final-seeds", "0",
                      "--final-eval-envs", "2", "--final-eval-steps", "50", "--out", out)
     assert result.returncode == 0, result.stderr
-    with open(out / "validation.csv", newline="") as handle:
+    with open(out / VALIDATION_CSV, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["generation"]) for row in rows] == [2, 4]
+    assert VALIDATION_CSV == "scores.csv" and not (out / "validation.csv").exists()
     best = max(rows, key=lambda row: float(row["mean"]))
     printed = result.stdout.replace("\n", "")
     assert f"the ES mean of generation {best['generation']}, best of 2 validations" in printed

@@ -76,7 +76,8 @@ def test_parquet_mirror_and_to_hf(pushed):
     folder = registry.resolve("hf://org/hop@v1")
     table = datasets.Dataset.from_parquet(str(folder / "data" / "train.parquet"))
     first = pushed["first"]
-    assert table.column_names == ["state", "action"] and len(table) == first.pairs
+    assert table.column_names[:2] == ["state", "action"] and len(table) == first.pairs
+    assert table.features == first.hf_features()
     np.testing.assert_allclose(np.array(table["state"], np.float32), first.states)
     np.testing.assert_allclose(np.array(table["action"], np.float32), first.actions)
     converted = first.to_hf()

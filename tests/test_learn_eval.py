@@ -239,6 +239,8 @@ def test_evaluation_counts_short_episodes(greedy):
     assert metrics["episodes"] >= 4 and metrics["episodes"] == int(metrics["episodes"])
     assert math.isfinite(metrics["mean_return"]) and metrics["mean_return"] >= 0
     assert math.isclose(metrics["mean_return"], metrics["return_sum"] / metrics["episodes"], rel_tol=1e-6)
+    # the spread of the completed episodes' returns: no wider than the largest possible return
+    assert 0 <= metrics["return_std"] <= metrics["return_sum"] and math.isfinite(metrics["return_std"])
     again = evaluate(params, jax.random.PRNGKey(0), obs_mean, obs_var)
     assert float(again["mean_return"]) == metrics["mean_return"]
 

@@ -18,6 +18,7 @@ from hades.errors import HadesError
 app = typer.Typer(
     name="hades",
     help="Behaviour distillation: distil, share and train from tiny synthetic datasets.",
+    epilog="Commands that print a result take --json; `hades COMMAND --help` shows examples.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -25,8 +26,19 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from hades import __version__
+
+        typer.echo(f"hades-zoo {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version of hades-zoo and exit."),
+) -> None:
     """Keeps `hades COMMAND` a group even while only one command is registered."""
 
 

@@ -113,12 +113,19 @@ def _source(row: dict) -> str:
 
 @app.command("show")
 def show_command(
-    name: str = typer.Argument(..., metavar="NAME", help="Catalogue name, hf://ORG/NAME[@REV], file:///PATH/ORG/NAME or a path."),
+    name: str = typer.Argument(..., metavar="NAME", help="Catalogue name, hf://datasets/ORG/NAME[@REV], file:///PATH/ORG/NAME or a path."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (card summary and all pairs)."),
     limit: int = typer.Option(32, "--limit", min=1, help="Show at most this many pairs in the table."),
     render: Optional[Path] = typer.Option(None, "--render", metavar="PNG", help="Also draw every synthetic state into this PNG."),
 ) -> None:
-    """Show a dataset's card summary and its state-action pairs."""
+    """Show a dataset's card summary and its state-action pairs.
+
+    Examples:
+
+      hades show hopper-4pairs --render states.png
+
+      hades show hf://datasets/ORG/NAME@v1 --json
+    """
     from hades.registry import resolve
     from hades.store import verify_path
 
@@ -146,9 +153,11 @@ def show_command(
         "license": summary.get("license"), "sha256": verified.sha256,
     }
     if render is not None:
+        from hades.hubprogress import status
         from hades.render import render_states
 
-        info["render"] = str(render_states(dataset, render))
+        with status(sys.stderr.isatty(), f"drawing {dataset.pairs} states into {render}"):
+            info["render"] = str(render_states(dataset, render))
     if as_json:
         _print_json(dict(info, states=dataset.states.tolist(), actions=dataset.actions.tolist()))
         return
@@ -212,14 +221,29 @@ def _print_pairs(dataset, limit: int) -> None:
 
 @app.command("pull")
 def pull_command(
-    name: str = typer.Argument(..., metavar="NAME", help="Catalogue name, hf://ORG/NAME[@REV] or file:///PATH/ORG/NAME[@REV]."),
+    name: str = typer.Argument(..., metavar="NAME", help="Catalogue name, hf://datasets/ORG/NAME[@REV] or file:///PATH/ORG/NAME[@REV]."),
     force: bool = typer.Option(False, "--force", help="Download again even if the store holds this revision."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: id, path, kind, sha256, env, pairs."),
 ) -> None:
     """Fetch a dataset (or policy) into the local store, verify it, and print its local path.
 
     The store is $HADES_HOME (default: the user cache folder). Hub access follows HF_ENDPOINT,
-    HF_TOKEN and HF_HUB_OFFLINE; bundled datasets need no network.
+    HF_TOKEN and HF_HUB_OFFLINE; bundled datasets need no network. hf://ORG/NAME (without
+    datasets/ or models/) looks for a dataset repository first, then a model one.
+
+    Examples:
+
+      hades pull hopper-4pairs@1.5
+
+      hades pull hf://datasets/ORG/NAME@v1 --json
+
+      hades pull file:///srv/hub/ORG/NAME
     """
+    if as_json:
+        from hades.api import pull
+
+        _print_json(pull(name, force=force, progress=sys.stderr.isatty()).to_dict())
+        return
     from hades.registry import resolve
 
     path = resolve(name, force=force, progress=sys.stderr.isatty())
@@ -229,15 +253,33 @@ def pull_command(
 @app.command("push")
 def push_command(
     folder: str = typer.Argument(..., metavar="DIR", help="A dataset or policy folder (tensor file + README.md card)."),
-    to: str = typer.Option(..., "--to", metavar="hf://ORG/NAME", help="Where to push: hf://ORG/NAME or file:///PATH/ORG/NAME."),
+    to: str = typer.Option(..., "--to", metavar="hf://datasets/ORG/NAME",
+                           help="Where to push: hf://datasets/ORG/NAME (a policy: hf://models/ORG/NAME) or file:///PATH/ORG/NAME."),
     private: bool = typer.Option(False, "--private", help="Create the Hub repository as private."),
     tag: Optional[str] = typer.Option(None, "--tag", help="Tag the new revision."),
     message: Optional[str] = typer.Option(None, "--message", "-m", help="Commit message."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: id, commit, kind, tag_id, url."),
 ) -> None:
-    """Push a verified folder to a hub as one commit; prints the id pinned to the new revision."""
+    """Push a verified folder to a hub as one commit; prints the id pinned to the new revision.
+
+    A dataset goes with its parquet mirror (data/train.parquet, made when the folder has none).
+
+    Examples:
+
+      hades push runs/hopper-4 --to hf://datasets/ORG/hopper-4pairs --tag v1
+
+      hades push policies/seed0 --to hf://models/ORG/hopper-policy --json
+
+      hades push runs/hopper-4 --to file:///srv/hub/ORG/hopper-4pairs
+    """
     from hades.hub import push
 
     result = push(folder, to, private=private, tag=tag, message=message, progress=sys.stderr.isatty())
+    if as_json:
+        from dataclasses import asdict
+
+        _print_json(asdict(result))
+        return
     sys.stdout.write(f"{result.id}\n")
     if result.tag_id:
         sys.stdout.write(f"{result.tag_id}\n")
@@ -246,8 +288,16 @@ def push_command(
 @app.command("verify")
 def verify_command(
     name: str = typer.Argument(..., metavar="NAME|PATH", help="A catalogue name, hub id or local path."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: ok, id, path, kind, sha256, env, pairs."),
 ) -> None:
-    """Re-check sha256, format, shapes and finite values; prints OK or exits 1."""
+    """Re-check sha256, format, shapes and finite values; prints OK or exits 1.
+
+    Examples:
+
+      hades verify hopper-4pairs
+
+      hades verify ./my-dataset --json
+    """
     from hades.ids import parse_id
     from hades.registry import resolve_id
     from hades.store import verify_path
@@ -255,4 +305,9 @@ def verify_command(
     did = parse_id(name)
     path = resolve_id(did, progress=sys.stderr.isatty())
     verified = verify_path(path)
+    if as_json:
+        from hades.api import PullResult
+
+        _print_json({"ok": True, **PullResult.from_verified(name, verified).to_dict()})
+        return
     sys.stdout.write(f"OK {path} ({verified.summary()})\n")

@@ -85,7 +85,10 @@ def store_delete(
 
 @store_app.command("verify")
 def store_verify(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of lines.")) -> None:
-    """Re-verify everything the store holds (sha256, format, shapes); exit 1 if anything fails."""
+    """Re-verify everything the store holds (sha256, format, shapes); exit 1 if anything fails.
+
+    Example: hades store verify --json
+    """
     from hades.store_contents import verify_all
 
     results = verify_all()
@@ -105,7 +108,10 @@ def store_cache(
     clear: bool = typer.Option(False, "--clear", help="Delete every compiled program."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The persistent compilation cache: where it is and how large ($HADES_XLA_CACHE; 'off' turns it off)."""
+    """The persistent compilation cache: where it is and how large ($HADES_XLA_CACHE; 'off' turns it off).
+
+    Examples: hades store cache --json; hades store cache --clear
+    """
     from hades.compile_cache import cache_usage, clear_cache
 
     usage = clear_cache() if clear else cache_usage()

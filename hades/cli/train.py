@@ -67,7 +67,7 @@ def _recipe(base, arch, lr, steps, loss, max_grad_norm):
 
 @app.command("train-from")
 def train_from_command(
-    dataset: str = typer.Argument(..., help="Catalogue name, hf://ORG/NAME[@REV], file:// hub id, or a dataset folder/file."),
+    dataset: str = typer.Argument(..., help="Catalogue name, hf://datasets/ORG/NAME[@REV], file:// hub id, or a dataset folder/file."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Policy architecture, e.g. 512,512:tanh or 3x256:relu:lecun. Default: the card's recipe."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate. Default: the card's recipe."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Full-batch gradient steps. Default: the card's recipe."),
@@ -82,9 +82,20 @@ def train_from_command(
     backend: Optional[str] = typer.Option(None, "--backend", help="Brax backend (default: the dataset's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     save: Optional[Path] = typer.Option(None, "--save", help="Write each trained policy (safetensors + model card) under this folder."),
-    video: Optional[Path] = typer.Option(None, "--video", help="Write a GIF of the first policy acting (Brax envs)."),
+    video: Optional[Path] = typer.Option(None, "--video", metavar="GIF",
+                                         help="Write a GIF and an MP4 (same name, .mp4) of the first policy acting; with --save, "
+                                              "its folder gets them too."),
 ):
-    """Train fresh policies of any architecture on a dataset and evaluate them in the environment."""
+    """Train fresh policies of any architecture on a dataset and evaluate them in the environment.
+
+    Examples:
+
+      hades train-from hopper-4pairs --arch 3x256:relu --seeds 8 --json
+
+      hades train-from hf://datasets/ORG/NAME@v1 --lr 3e-3 --steps 400 --episodes 8 --greedy --save policies/
+
+      hades train-from breakout-16 --video rollout.gif --save policies/
+    """
     from hades.registry import open_dataset
     from hades.trainfrom import train_from
 
@@ -105,45 +116,47 @@ def train_from_command(
             bar.update(task, completed=done, description=f"{description} ({data.env}, {total} seeds)")
 
         result = train_from(data, recipe, protocol, seeds, first_seed, backend=backend,
-                            keep_params=save is not None or video is not None, progress=progress)
+                            keep_params=save is not None or video is not None, progress=progress, source=dataset)
     report = result.to_dict()
     report["dataset"] = {"id": dataset, "sha256": data.sha256, "pairs": data.pairs}
-    if save is not None:
-        report["saved"] = [str(path) for path in _save_policies(result, data, dataset, save)]
+    replay = {}
     if video is not None:
-        from hades.render import rollout_gif
-
-        report["video"] = str(rollout_gif(data, result, video))
+        replay = _record(data, result, video)
+        report["video"], report["video_mp4"] = (str(path) for path in replay.values())
+    if save is not None:
+        report["saved"] = [str(path) for path in _save_policies(result, save, replay)]
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         _print_table(result, dataset, report)
 
 
-def _save_policies(result, data, dataset_id: str, folder: Path) -> list[Path]:
+def _record(data, result, video: Path) -> dict:
+    """Record the first policy acting into a GIF and an MP4 (``video`` names one, the other goes beside it)."""
+    import sys
+
+    from hades.files import REPLAY_GIF, REPLAY_MP4
+    from hades.hubprogress import status
+    from hades.render import rollout_gif
+
+    gif, mp4 = (video.with_suffix(".gif"), video) if video.suffix.lower() == ".mp4" else (video, video.with_suffix(".mp4"))
+    with status(sys.stderr.isatty(), f"recording seed {result.seeds[0]} acting in {data.env} -> {gif}, {mp4.name}"):
+        rollout_gif(data, result, gif, mp4=mp4)
+    return {REPLAY_GIF: gif, REPLAY_MP4: mp4}
+
+
+def _save_policies(result, folder: Path, replay: dict | None = None) -> list[Path]:
+    """Every policy under ``folder/seedN``; the first seed's folder gets the ``replay`` files."""
     import shutil
 
-    import jax
-    import numpy as np
-
     from hades.errors import HadesError
-    from hades.policy_io import Policy
-    from hades.provenance import provenance
 
     created = not folder.exists()
     paths = []
     try:
         for index, seed in enumerate(result.seeds):
-            params = jax.tree.map(lambda x: np.asarray(x[index]), result.params)
-            info = {
-                "backend": data.backend, "seed": seed,
-                "dataset": {"name": dataset_id, "sha256": data.sha256, "pairs": data.pairs},
-                "evaluation": {"protocol": result.protocol.to_dict(), "mean_return": float(result.returns[index]),
-                               "episodes": int(result.episodes[index])},
-                "provenance": provenance(seed),
-            }
-            policy = Policy(params, data.env, result.recipe, data.normalization, data.obs_mean, data.obs_var, info)
-            paths.append(policy.save(folder / f"seed{seed}"))
+            extra = replay if index == 0 else None
+            paths.append(result.policy(index).save(folder / f"seed{seed}", extra_files=extra))
     except OSError as exc:
         # Leave nothing half-written: the policies of this run go, and the folder if this run made it.
         for path in paths:
@@ -178,7 +191,7 @@ def _print_table(result, dataset_id: str, report: dict) -> None:
     for path in report.get("saved", []):
         console.print(f"saved {path}")
     if "video" in report:
-        console.print(f"video {report['video']}")
+        console.print(f"video {report['video']}, {report['video_mp4']}")
 
 
 @app.command("eval")
@@ -188,10 +201,17 @@ def eval_command(
     envs: int = typer.Option(4, "--envs", min=1),
     eval_steps: Optional[int] = typer.Option(None, "--eval-steps", min=1),
     episodes: Optional[int] = typer.Option(None, "--episodes", min=1),
-    greedy: bool = typer.Option(False, "--greedy"),
-    as_json: bool = typer.Option(False, "--json"),
+    greedy: bool = typer.Option(False, "--greedy", help="Act with the mean/argmax instead of sampling."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ):
-    """Evaluate a saved policy again."""
+    """Evaluate a saved policy again.
+
+    Examples:
+
+      hades eval policies/seed0 --runs 4
+
+      hades eval hf://models/ORG/NAME@v1 --episodes 8 --greedy --json
+    """
     from hades.policy_io import Policy, evaluate_policy
     from hades.registry import resolve
 
@@ -201,9 +221,9 @@ def eval_command(
         bar.add_task(f"compiling + evaluating ({loaded.env})", total=None)
         result = evaluate_policy(loaded, protocol, runs)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     from rich.console import Console
 
-    returns = ", ".join(f"{r:.1f}" for r in result["returns"])
-    Console().print(f"{policy}: mean return {result['mean']:.1f} ± {result['std']:.1f} over {runs} run(s) [{returns}]")
+    returns = ", ".join(f"{r:.1f}" for r in result.returns)
+    Console().print(f"{policy}: mean return {result.mean:.1f} ± {result.std:.1f} over {runs} run(s) [{returns}]")
