@@ -243,7 +243,9 @@ def push(folder: str | Path, target: str | DatasetId, *, private: bool = False, 
          message: str | None = None, progress: bool = False) -> PushResult:
     """Push a verified dataset or policy folder to a hub as one commit, optionally tagged.
 
-    ``progress`` shows a status line while the commit is uploaded."""
+    A dataset goes with its parquet mirror (``data/train.parquet``), written from the verified
+    tensors in the current layout whatever the folder holds. ``progress`` shows a status line
+    while the commit is uploaded."""
     did = parse_id(target) if isinstance(target, str) else target
     if did.kind not in ("hf", "dir"):
         raise SpecError(f"cannot push to {format_id(did)!r}: give --to hf://ORG/NAME or file:///PATH/ORG/NAME")
@@ -261,7 +263,7 @@ def push(folder: str | Path, target: str | DatasetId, *, private: bool = False, 
     verified = store.verify_path(folder)
     files = hub_names(files_to_push(folder))
     with tempfile.TemporaryDirectory(prefix="hades-push-") as extra:
-        if verified.kind == "dataset" and PARQUET_FILE not in files:
+        if verified.kind == "dataset":  # the parquet mirror is made afresh from the verified tensors
             from hades.dataset import Dataset
 
             parquet = Path(extra) / PARQUET_FILE

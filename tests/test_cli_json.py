@@ -85,3 +85,12 @@ def test_convert_json(reference_dir, tmp_path):
     report = run_json(["convert", pickle, "--out", tmp_path / "d4", "--json"])
     assert report["env"] == "hopper" and report["pairs"] == 4 and report["normalization"] == "constant"
     assert report["out"] == str(tmp_path / "d4") and report["sha256"] == hades.Dataset.load(tmp_path / "d4").sha256
+
+
+def test_show_render_prints_nothing_extra_off_a_terminal(hades_env, tmp_path, capsys):
+    from conftest import make_breakout_dataset
+
+    folder = make_breakout_dataset().save(tmp_path / "ds")
+    shown = run_json(["show", folder, "--render", tmp_path / "states.png", "--json"])
+    assert shown["render"] == str(tmp_path / "states.png") and (tmp_path / "states.png").stat().st_size > 0
+    assert capsys.readouterr().err == ""

@@ -120,3 +120,19 @@ def test_a_pushed_policy_card_parses_into_eval_results(hub_server, tmp_path):
     assert "replay.mp4" in card.text and "replay.gif" in card.text
     policy = hades.load(f"hf://models/org/breakout-policy@{pushed['commit']}")
     assert isinstance(policy, hades.Policy) and policy.env == "Breakout-MinAtar"
+
+
+def test_a_push_writes_the_parquet_mirror_afresh(hub_server, tmp_path):
+    import io
+
+    import datasets
+    import pyarrow.parquet as pq
+
+    dataset = _constant_dataset()
+    folder = dataset.save(tmp_path / "ds", parquet=True)
+    datasets.Dataset.from_dict({"state": dataset.states.tolist()}).to_parquet(str(folder / PARQUET_FILE))  # stale
+    result = hades.push(folder, "hf://datasets/org/fresh")
+    data = hub_server.state.repos[("dataset", "org/fresh")].commits[result.commit].files[PARQUET_FILE]
+    table = pq.read_table(io.BytesIO(data))
+    assert table.column_names == ["state", "action", "env", "normalization", "obs_mean", "obs_var"]
+    np.testing.assert_array_equal(np.asarray(table.column("state").to_pylist(), np.float32), dataset.states)

@@ -262,7 +262,7 @@ def push_command(
 ) -> None:
     """Push a verified folder to a hub as one commit; prints the id pinned to the new revision.
 
-    A dataset goes with its parquet mirror (data/train.parquet, made when the folder has none).
+    A dataset goes with its parquet mirror (data/train.parquet), written afresh from its tensors.
 
     Examples:
 
