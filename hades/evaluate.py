@@ -14,6 +14,22 @@ from hades.envs import NORM_EPS, NORMALIZATIONS, EnvSpec, VecEnv
 from hades.policy import PolicySpec
 
 
+class ReturnStats:
+    """``mean`` and ``std`` of a result's ``returns`` (one score per seed or per run)."""
+
+    @property
+    def mean(self) -> float:
+        import numpy as np
+
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        import numpy as np
+
+        return float(np.std(self.returns))
+
+
 @dataclass(frozen=True)
 class EvalProtocol:
     """Envs, steps (or episodes) and action selection for one evaluation."""

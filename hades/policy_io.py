@@ -14,6 +14,7 @@ import numpy as np
 
 from hades.envs import EnvSpec, env_library_versions, get_env_spec
 from hades.errors import FormatError
+from hades.evaluate import EvalProtocol, ReturnStats
 from hades.files import CARD_FILE, POLICY_FILE, REPLAY_GIF, REPLAY_MP4
 from hades.formats import (
     FORMAT_VERSION, atomic_dir, read_bytes, read_card, render_card, tensors_from_bytes,
@@ -158,22 +159,14 @@ def hub_dataset_repo(identifier) -> str | None:
 
 
 @dataclass(frozen=True)
-class PolicyEvaluation:
+class PolicyEvaluation(ReturnStats):
     """A policy evaluated ``len(returns)`` times under one protocol (one score per run)."""
 
     env: str
-    protocol: Any  # hades.evaluate.EvalProtocol
+    protocol: EvalProtocol
     returns: tuple[float, ...]
     episodes: tuple[int, ...]
     episode_stds: tuple[float, ...]
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.returns))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.returns))
 
     def to_dict(self) -> dict:
         return {"returns": list(self.returns), "episodes": list(self.episodes), "episode_stds": list(self.episode_stds),

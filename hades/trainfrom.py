@@ -14,12 +14,12 @@ from typing import Any, Callable
 import numpy as np
 
 from hades.dataset import Dataset
-from hades.evaluate import EvalProtocol
+from hades.evaluate import EvalProtocol, ReturnStats
 from hades.learn import Recipe
 
 
 @dataclass(frozen=True, eq=False)
-class TrainFromResult:
+class TrainFromResult(ReturnStats):
     """Per-seed returns of policies trained with one recipe and evaluated under one protocol."""
 
     env: str
@@ -35,14 +35,6 @@ class TrainFromResult:
     episode_stds: np.ndarray | None = None  # per seed: the std of its completed episodes' returns
     dataset: Dataset | None = None  # what the policies were trained on
     source: str | None = None  # the identifier the dataset was opened by, when known
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.returns))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.returns))
 
     def to_dict(self) -> dict:
         return {

@@ -192,10 +192,14 @@ def test_hopper_rollout_gif(tmp_path, brax_drawing):
 def test_minatar_rollout_gif_and_seed_choice(tmp_path):
     dataset = breakout_dataset("running", pairs=3)
     result = tiny_result(dataset, seeds=2)
-    out = render.rollout_gif(dataset, result, tmp_path / "breakout.gif", seed_index=1, steps=4, width=60, height=60)
+    out = render.rollout_gif(dataset, result, tmp_path / "breakout.gif", seed_index=1, steps=4, width=60, height=60,
+                             mp4=tmp_path / "breakout.mp4")
     frames = gif_frames(out)
     assert len(frames) == 4
     assert_picture(frames[0], (60, 60))
+    video = (tmp_path / "breakout.mp4").read_bytes()
+    assert video[4:8] == b"ftyp" and b"avc1" in video  # an H.264 MP4, as browsers and the Hub play
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["breakout.gif", "breakout.mp4"]  # no temporary files left
     with pytest.raises(SpecError, match="out of range"):
         render.rollout_gif(dataset, result, tmp_path / "bad.gif", seed_index=2, steps=2)
     with pytest.raises(SpecError, match="keep_params"):
