@@ -20,7 +20,7 @@ STATES_PLOT = "states.png"
 # validation, ...) becomes a split of its own when the Hub and `datasets` infer the splits of a
 # folder whose card has no `configs` block, next to data/train.parquet.
 VALIDATION_CSV = "scores.csv"
-LEGACY_VALIDATION_CSV = "validation.csv"  # what runs wrote before; still read, pushed as VALIDATION_CSV
+LEGACY_VALIDATION_CSV = "validation.csv"  # what older runs wrote; a push sends it as VALIDATION_CSV
 CHECKPOINT_FILE = "checkpoint/state.msgpack"  # relative to the run's output folder
 
 # What `train-from --save --video` adds to the folder of the policy it recorded (its card shows them).
