@@ -81,6 +81,10 @@ def convert_pickle(path: str | Path) -> Conversion:
         raise FormatError(f"{source}: 'config' and 'es_config' must be dicts")
     if not isinstance(state, PickledRecord) or not isinstance(state.fields.get("mean"), np.ndarray):
         raise FormatError(f"{source}: 'state' is not an evosax strategy state with a 'mean' array")
+    if "DATASET" in config and "ENV_NAME" not in config:  # a supervised run of distill_dataset.py: images
+        from hades.convert_images import convert_image_run
+
+        return convert_image_run(source, content, config, es_config, state, source_sha)
     if not isinstance(config.get("ENV_NAME"), str):
         raise FormatError(f"{source}: its config names no environment (ENV_NAME)")
     try:

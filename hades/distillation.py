@@ -287,6 +287,8 @@ def make_fitness(config: DistillConfig, obs_mean, obs_var, train_batch: int | No
     Every candidate trains one policy per init and rolls each out. Training runs ``train_batch``
     candidates at a time (``lax.map``; None: all at once), rollouts run the whole population at once.
     """
+    if hasattr(config, "make_task_fitness"):  # a supervised task (hades.imagetask) scores candidates itself
+        return config.make_task_fitness(obs_mean, obs_var, train_batch)
     import jax
     import jax.numpy as jnp
 

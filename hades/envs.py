@@ -15,6 +15,7 @@ from hades.errors import SpecError, UnknownEnvError
 
 BRAX_BACKENDS = ("positional", "generalized", "spring", "mjx")
 NORMALIZATIONS = ("none", "constant", "running")
+LIBRARIES = ("brax", "gymnax", "images")
 # Both normalisations divide by sqrt(var + NORM_EPS), as the published code does.
 NORM_EPS = 1e-8
 
@@ -24,7 +25,7 @@ class EnvSpec:
     """What fixes the shapes of a dataset and a policy for one environment."""
 
     name: str
-    library: str  # "brax" or "gymnax"
+    library: str  # "brax", "gymnax" or "images" (labelled images: :mod:`hades.imagesets`)
     obs_dim: int
     action_dim: int  # continuous: size of the action vector; discrete: number of actions
     action_type: str  # "continuous" or "discrete"
@@ -33,8 +34,8 @@ class EnvSpec:
     default_backend: str = "positional"
 
     def __post_init__(self):
-        if self.library not in ("brax", "gymnax"):
-            raise ValueError(f"library must be brax or gymnax, got {self.library!r}")
+        if self.library not in LIBRARIES:
+            raise ValueError(f"library must be one of {', '.join(LIBRARIES)}, got {self.library!r}")
         if self.action_type not in ("continuous", "discrete"):
             raise ValueError(f"action_type must be continuous or discrete, got {self.action_type!r}")
         if not self.obs_shape:
@@ -49,7 +50,7 @@ class EnvSpec:
     def check_backend(self, backend: str | None) -> str:
         """Return the backend to use, refusing one the library does not have."""
         backend = backend or self.default_backend
-        allowed = BRAX_BACKENDS if self.library == "brax" else ("gymnax",)
+        allowed = BRAX_BACKENDS if self.library == "brax" else (self.default_backend,)
         if backend not in allowed:
             raise SpecError(
                 f"backend {backend!r} is not available for {self.name}; choose one of {', '.join(allowed)}"
@@ -92,10 +93,15 @@ def get_env_spec(name: str) -> EnvSpec:
     by_lower = {key.lower(): spec for key, spec in ENVS.items()}
     spec = by_lower.get(str(name).lower())
     if spec is None:
-        close = difflib.get_close_matches(str(name), list(ENVS), n=1)
+        from hades.imagesets import BUILTIN_SETS, image_spec
+
+        spec = image_spec(str(name))  # an image-classification task (supervised dataset distillation)
+    if spec is None:
+        close = difflib.get_close_matches(str(name), [*ENVS, *BUILTIN_SETS], n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UnknownEnvError(
-            f"unknown environment {name!r}: {hint}known environments are {', '.join(ENVS)}"
+            f"unknown environment {name!r}: {hint}known environments are {', '.join(ENVS)}; "
+            f"image datasets: {', '.join(BUILTIN_SETS)}, a folder of class folders or an .npz file"
         )
     return spec
 
@@ -114,6 +120,9 @@ class VecEnv:
         self.num_envs = num_envs
         self.backend = spec.check_backend(backend)
         self.episode_length = episode_length or spec.episode_length
+        if spec.library == "images":
+            raise SpecError(f"{spec.name} is an image-classification task, not an environment: its datasets are "
+                            "scored by test accuracy (hades.imagetask.evaluate_test_accuracy)")
         if spec.library == "brax":
             self._reset, self._step = _brax_fns(spec.name, self.backend, self.episode_length)
         else:
@@ -193,7 +202,7 @@ def env_library_versions(spec: EnvSpec) -> dict[str, Any]:
     """The versions of the simulator packages that define the environment's dynamics."""
     from importlib.metadata import PackageNotFoundError, version
 
-    names = ["brax", "mujoco"] if spec.library == "brax" else ["gymnax"]
+    names = {"brax": ["brax", "mujoco"], "gymnax": ["gymnax"]}.get(spec.library, [])
     found = {}
     for package in names:
         try:

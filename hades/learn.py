@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from hades.policy import PolicySpec
 
 LOSSES = ("gaussian_nll", "mse", "cross_entropy")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Recipe:
     steps: int = 200
     max_grad_norm: float | None = 0.5
     adam_eps: float = 1e-5
+    optimizer: str = "adam"  # or "sgd" (plain, or with ``momentum``)
+    momentum: float = 0.0  # sgd only
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -34,10 +37,16 @@ class Recipe:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be positive or None, got {self.max_grad_norm}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not 0 <= self.momentum < 1 or (self.momentum and self.optimizer != "sgd"):
+            raise ValueError(f"momentum must lie in [0, 1) and goes with sgd only, got {self.momentum}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["arch"] = self.arch.to_dict()
+        if self.optimizer == "adam":  # Adam recipes keep the dict (and the checksums) they always had
+            del data["optimizer"], data["momentum"]
         return data
 
     @classmethod
@@ -58,10 +67,13 @@ def paper_recipe(env_name: str, discrete: bool) -> Recipe:
 def make_optimizer(recipe: Recipe):
     import optax
 
-    adam = optax.adam(recipe.lr, eps=recipe.adam_eps)
+    if recipe.optimizer == "sgd":
+        step = optax.sgd(recipe.lr, momentum=recipe.momentum or None)
+    else:
+        step = optax.adam(recipe.lr, eps=recipe.adam_eps)
     if recipe.max_grad_norm is None:
-        return adam
-    return optax.chain(optax.clip_by_global_norm(recipe.max_grad_norm), adam)
+        return step
+    return optax.chain(optax.clip_by_global_norm(recipe.max_grad_norm), step)
 
 
 def make_loss(network, loss: str):

@@ -65,6 +65,10 @@ def render_states(dataset: Dataset, path: str | Path, width: int = 160, height: 
     path = Path(path)
     check_size(width, height)
     spec = dataset.env_spec
+    if spec.library == "images":  # synthetic images with their labels
+        from hades.imagedistill import render_images
+
+        return render_images(dataset, path, columns)
     raw, note = raw_observations(dataset)
     if spec.library == "brax":
         images = _render_brax_poses(spec, dataset.backend, raw, width, height)

@@ -59,6 +59,8 @@ class Validation:
 
 def make_validate(config, validation: Validation, obs_mean, obs_var) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``validate(states, actions) -> returns`` of fresh inits trained on a dataset: compiled once, on this process."""
+    if hasattr(config, "make_task_validate"):  # a supervised task (hades.imagetask) scores held-out images
+        return config.make_task_validate(validation)
     import jax
 
     from hades.trainfrom import make_train_and_evaluate_arrays, seed_keys

@@ -62,6 +62,11 @@ def distill_command(
     Several hosts share one run when every one starts the same command with --coordinator, --num-processes
     and its own --process-id; --devices then counts devices per process.
     """
+    options = dict(locals())  # every option as parsed: an image set hands them all over
+    from hades.cli.images import distill_images_command, is_image_task
+
+    if is_image_task(env):  # supervised dataset distillation (ENV names an image set)
+        return distill_images_command(**options)
     from hades.multihost import configure_devices, initialize_distributed
 
     if as_json and not dry_run:
