@@ -25,7 +25,7 @@ from typing import Callable
 from hades.dataset import Dataset
 from hades.errors import FormatError, NotFoundError, SpecError
 from hades.evaluate import EvalProtocol
-from hades.files import DATASET_FILE, FITNESS_CSV, FITNESS_PLOT, STATES_PLOT, VALIDATION_CSV
+from hades.files import DATASET_FILE, FITNESS_CSV, FITNESS_PLOT, LEGACY_VALIDATION_CSV, STATES_PLOT, VALIDATION_CSV
 from hades.formats import atomic_write_bytes
 from hades.ids import check_part, format_catalogue_name, split_catalogue_name
 
@@ -191,6 +191,8 @@ def load_source(source: str | Path) -> tuple[Dataset, dict[str, Path]]:
     extras = {}
     if path.is_dir():
         extras = {name: path / name for name in EXTRA_FILES if (path / name).is_file()}
+        if VALIDATION_CSV not in extras and (path / LEGACY_VALIDATION_CSV).is_file():
+            extras[VALIDATION_CSV] = path / LEGACY_VALIDATION_CSV  # an older run's scores, under today's name
     return dataset, extras
 
 

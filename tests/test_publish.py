@@ -242,3 +242,13 @@ def test_a_converted_hades_f_entry_is_scored_from_its_own_init(tmp_path, hades_e
     assert own["init_seed"] == 421 and own["legacy_prng"] is True and len(own["returns"]) == 1
     assert result.dataset.info["paper_comparison"]["basis"] == "own_init"
     assert "From the fixed init this HaDES-F dataset was evolved for" in (result.folder / "README.md").read_text()
+
+
+def test_an_older_run_folder_keeps_its_validation_scores_under_todays_name(tmp_path, hades_env):
+    from hades.files import LEGACY_VALIDATION_CSV, VALIDATION_CSV
+
+    source = tiny_source(tmp_path)
+    (source / LEGACY_VALIDATION_CSV).write_text("generation,mean,std,min,max\n10,1.0,0.1,0.9,1.1\n")
+    result = publish(source, "hopper-tiny", "1.0", seeds=1, protocol=TINY, transfer=(), catalogue=tmp_path / "catalogue")
+    assert (result.folder / VALIDATION_CSV).read_text() == (source / LEGACY_VALIDATION_CSV).read_text()
+    assert not (result.folder / LEGACY_VALIDATION_CSV).exists()
