@@ -91,8 +91,9 @@ def list_command(
 
     table = Table(title=title, title_justify="left")
     columns = ("name" if hub is None else "id", "source", "env", "pairs", "method", "return", "protocol", "license")
-    for column in columns:
-        table.add_column(column, justify="right" if column == "pairs" else "left")
+    for column in columns:  # ids stay whole; the protocol wraps first
+        table.add_column(column, justify="right" if column == "pairs" else "left", no_wrap=column in ("name", "id", "return"),
+                         ratio=2 if column == "protocol" else None)
     for row in rows:
         ret = row.get("return")
         shown = "-" if not ret else f"{ret['mean']:.1f} ± {ret['std']:.1f}"
