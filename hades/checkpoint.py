@@ -2,7 +2,8 @@
 
 One msgpack map, written atomically after every chunk of generations, holding everything a resumed
 run needs to end bit for bit where an uninterrupted one would: the ES state, the observation
-statistics the program was compiled with, the fitness history and the validation record. It is
+statistics the program was compiled with, the fitness history, the validation record and the
+restarts (runs that have had any). It is
 marked ``format: hades-checkpoint`` with a ``format_version``; checkpoints written before the
 marker existed (they hold ``fingerprint``, ``history`` and ``state``) read as version 1.
 
@@ -75,6 +76,16 @@ class Checkpoint:
             if not isinstance(record.get("history"), list):
                 raise ValueError("its validation history is not a list")
         return record
+
+    def restarts(self) -> list[dict]:
+        """The restarts of the run so far (generation, population from then on); [] for a run without any."""
+        if "restarts" not in self.payload:
+            return []
+        with _unreadable(self.path):
+            restarts = json.loads(self.payload["restarts"])
+            if not isinstance(restarts, list):
+                raise ValueError("its restarts are not a list")
+        return restarts
 
     def best_arrays(self) -> dict:
         """The arrays of the best-validated ES mean (a record with a ``best`` has them)."""
@@ -150,11 +161,13 @@ def read_validation(out: str | Path) -> dict | None:
 
 
 def save_checkpoint(out: str | Path, config, history: list[dict], obs_mean, obs_var, state,
-                    validation: dict | None = None, best_arrays: dict | None = None) -> Path:
+                    validation: dict | None = None, best_arrays: dict | None = None,
+                    restarts: list[dict] | None = None) -> Path:
     """Write the checkpoint of the run of ``config`` writing to ``out``, atomically.
 
     ``state``: the ES state (host arrays); ``validation``: the record :meth:`Checkpoint.validation`
-    gives back (None: a run without validation), with ``best_arrays`` when it has a best.
+    gives back (None: a run without validation), with ``best_arrays`` when it has a best;
+    ``restarts``: what :meth:`Checkpoint.restarts` gives back (left out when there are none).
     """
     import jax
     from flax import serialization
@@ -171,6 +184,8 @@ def save_checkpoint(out: str | Path, config, history: list[dict], obs_mean, obs_
         payload["validation"] = canonical_json(validation)
         if best_arrays is not None:
             payload["best_arrays"] = {name: np.asarray(value) for name, value in best_arrays.items()}
+    if restarts:
+        payload["restarts"] = canonical_json(restarts)
     path = checkpoint_file(out)
     atomic_write_bytes(path, serialization.msgpack_serialize(payload))
     return path

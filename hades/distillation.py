@@ -1,10 +1,11 @@
-"""HaDES, the pure part: the configuration, the ES strategy and one jitted chunk of generations.
+"""HaDES, the pure part: the configuration, the presets, the fitness and one jitted chunk of generations.
 
 The search space is the synthetic dataset itself (states, and actions for continuous envs), a flat
 vector whose ES mean starts at zero (or at an earlier dataset: a warm start). Each generation every candidate dataset trains fresh policies
 (k inits shared by the whole population for HaDES-R, one fixed init for HaDES-F), which are rolled
 out with sampled actions; the fitness is the mean return over completed episodes. evosax minimises,
-so :func:`make_generation` negates the fitness in exactly one place.
+so :func:`make_generation` negates the fitness in exactly one place. The strategies are built by
+:mod:`hades.strategies`, the arrays of the search space laid out by :mod:`hades.searchspace`.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from hades.evaluate import EvalProtocol
 from hades.formats import SHA256_PATTERN
 from hades.learn import Recipe, paper_recipe
 from hades.policy import PolicySpec
+from hades.searchspace import fixed_labels, search_dims, solution_layout, start_arrays  # noqa: F401 (also imported from here)
+from hades.strategies import (FLOORED_STRATEGIES, FULL_COVARIANCE_MAX_DIMS, check_settings, default_population_size,
+                              fits, make_strategy, strategy_defaults)
 
 METHODS = ("hades-r", "hades-f")
-STRATEGIES = ("open_es", "snes", "pgpe", "simple_es", "sep_cma_es", "xnes")
-SHAPINGS = ("raw", "centered_rank", "standardize", "softmax_rank")
-# evosax strategies whose update weights the population by its shaped fitness (rank weights by default),
-# and the shapings they stay stable with (unbounded utilities blow their step sizes up).
-UTILITY_STRATEGIES = ("snes", "xnes", "simple_es", "sep_cma_es")
-UTILITY_SHAPINGS = {"snes": ("centered_rank", "softmax_rank"), "xnes": ("centered_rank", "softmax_rank"),
-                    "simple_es": ("softmax_rank",), "sep_cma_es": ("softmax_rank",)}
+# Fields added after runs were checkpointed: at these values they stay out of the fingerprint, so
+# those checkpoints keep resuming (a run started from zeros leaves out init_from the same way).
+LATER_FIELD_DEFAULTS = {"init_from": None, "es_lr_decay": 1.0, "es_lr_floor": 0.0, "sigma_decay": 1.0,
+                        "sigma_floor": 0.0, "restarts": 0, "restart_patience": 3, "restart_factor": 2,
+                        "extra_archs": []}
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class DistillConfig:
     pairs: int
     method: str = "hades-r"
     strategy: str = "open_es"
-    population_size: int = 2048
+    population_size: int | None = 2048  # None: sized to the search space (default_population_size)
     num_generations: int = 2000
     num_inits: int = 2  # policy inits per generation (HaDES-R); HaDES-F always uses 1
     recipe: Recipe = field(default_factory=Recipe)
@@ -56,14 +58,28 @@ class DistillConfig:
     seed: int = 0
     preset: str | None = None
     init_from: str | None = None  # sha256 of the dataset the ES mean starts from (None: zeros)
+    es_lr_decay: float = 1.0  # OpenES: learning rate x this every generation (1: constant) ...
+    es_lr_floor: float = 0.0  # ... down to this
+    sigma_decay: float = 1.0  # OpenES: sigma x this every generation (1: constant) ...
+    sigma_floor: float = 0.0  # ... down to this (CMA-ES, Sep-CMA-ES: the least step size they adapt to)
+    restarts: int = 0  # IPOP restarts: at most this many (0: none); they watch the validated ES mean
+    restart_patience: int = 3  # restart after this many validations without a new best
+    restart_factor: int = 2  # each restart multiplies the population by this
+    # More inner policies: the fitness is the mean over every architecture; the card's recipe and
+    # validation keep the first (recipe.arch).
+    extra_archs: tuple[PolicySpec, ...] = ()
 
     def __post_init__(self):
         spec = get_env_spec(self.env)
         object.__setattr__(self, "env", spec.name)
+        object.__setattr__(self, "extra_archs", tuple(self.extra_archs))
+        if self.population_size is None:
+            dims = search_dims(spec.name, self.pairs, self.learned_labels) if self.pairs >= 1 else 1
+            object.__setattr__(self, "population_size", default_population_size(dims))
         checks = [
             (self.pairs >= 1, f"pairs must be at least 1, got {self.pairs}"),
             (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {self.method!r}"),
-            (self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"),
+            *check_settings(self),
             (self.population_size >= 2 and self.population_size % 2 == 0,
              f"population size must be an even number >= 2, got {self.population_size}"),
             (self.num_generations >= 1, f"generations must be at least 1, got {self.num_generations}"),
@@ -71,10 +87,9 @@ class DistillConfig:
             (self.normalization in NORMALIZATIONS,
              f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}"),
             (self.sigma > 0 and self.es_lr > 0, "sigma and the ES learning rate must be positive"),
-            (self.fitness_shaping in SHAPINGS, f"fitness shaping must be one of {', '.join(SHAPINGS)}"),
-            (self.fitness_shaping in UTILITY_SHAPINGS.get(self.strategy, SHAPINGS),
-             f"{self.strategy} needs fitness shaping {' or '.join(UTILITY_SHAPINGS.get(self.strategy, SHAPINGS))}, "
-             f"got {self.fitness_shaping!r}"),
+            (self.restarts >= 0 and self.restart_patience >= 1 and self.restart_factor >= 2,
+             "restarts must be non-negative, their patience at least 1 and their population factor at least 2"),
+            (all(isinstance(arch, PolicySpec) for arch in self.extra_archs), "extra_archs must be PolicySpecs"),
             (not spec.discrete or self.pairs >= spec.action_dim or self.learned_labels,
              f"{spec.name} has {spec.action_dim} actions: fixed labels need at least that many pairs"),
             (self.init_from is None or bool(SHA256_PATTERN.fullmatch(self.init_from)),
@@ -92,13 +107,20 @@ class DistillConfig:
         return 1 if self.method == "hades-f" else self.num_inits
 
     @property
+    def architectures(self) -> tuple[PolicySpec, ...]:
+        """The inner policies every candidate trains: the recipe's first (the card's), then the extra ones."""
+        return (self.recipe.arch, *self.extra_archs)
+
+    @property
     def env_steps_per_generation(self) -> int:
-        return self.population_size * self.inits_per_generation * self.protocol.num_envs * self.protocol.num_steps
+        return (self.population_size * self.inits_per_generation * len(self.architectures)
+                * self.protocol.num_envs * self.protocol.num_steps)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["recipe"] = self.recipe.to_dict()
         data["protocol"] = self.protocol.to_dict()
+        data["extra_archs"] = [arch.to_dict() for arch in self.extra_archs]
         return data
 
     @classmethod
@@ -106,38 +128,79 @@ class DistillConfig:
         data = dict(data)
         data["recipe"] = Recipe.from_dict(data["recipe"])
         data["protocol"] = EvalProtocol(**data["protocol"])
+        data["extra_archs"] = tuple(PolicySpec.from_dict(arch) for arch in data.get("extra_archs", ()))
         return cls(**data)
 
     def fingerprint(self) -> str:
         """Identifies the run for checkpoints; ``num_generations`` is left out so a run can be extended."""
         data = self.to_dict()
         data.pop("num_generations")
-        if data["init_from"] is None:  # runs started from zeros keep the fingerprint they always had
-            data.pop("init_from")
+        for name, default in LATER_FIELD_DEFAULTS.items():
+            if data[name] == default:
+                data.pop(name)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+PRESETS = ("paper", "cpu", "fast")
+
+
 def preset(name: str, env: str, pairs: int, **overrides: Any) -> DistillConfig:
-    """Named starting points. ``paper``: the published settings. ``cpu``: small enough for a laptop."""
+    """Named starting points. ``paper``: the published settings. ``cpu``: small enough for a laptop.
+
+    ``fast``: the settings expected to reach a good dataset in the fewest env steps on a few CPU
+    cores. Provisional: ``bench/efficiency.py`` measures it against the alternatives, and no
+    figure is claimed for it until then. Brax: full CMA-ES (Sep-CMA-ES beyond
+    :data:`~hades.strategies.FULL_COVARIANCE_MAX_DIMS` numbers) with its own rank weights, initial
+    step 0.1 and least step 0.01, population 4 + 3 ln n (n: the numbers searched), IPOP restarts
+    (up to 4, each doubling the population, after 3 validations without a new best), 2 inits and
+    one 1000-step episode per candidate, inner policy 2x256 tanh with the paper's optimiser and
+    steps, constant normalisation. MinAtar: SNES with its own rank weights, sigma 0.5, population
+    64, up to 2 restarts, 1 init and 2 envs x 1000 steps per candidate, inner policy 2x64 relu,
+    constant normalisation. Restarts watch the validated ES mean: ``hades distill`` validates every
+    10 generations when a run has them.
+
+    Picking a ``strategy`` that the preset's fitness shaping does not suit, without saying
+    ``fitness_shaping``, takes :func:`~hades.strategies.strategy_defaults` for the shaping (and
+    for sigma unless given).
+    """
     spec = get_env_spec(env)
+    recipe = paper_recipe(spec.name, spec.discrete)
     if name == "paper":
         if spec.discrete:
             base = dict(strategy="snes", population_size=2048, num_generations=2000,
-                        recipe=paper_recipe(spec.name, True), normalization="constant", sigma=0.5,
+                        recipe=recipe, normalization="constant", sigma=0.5,
                         fitness_shaping="softmax_rank", temperature=20.0,
                         protocol=EvalProtocol(num_envs=8, num_steps=1024), preset="paper")
         else:
-            base = dict(recipe=paper_recipe(spec.name, False), preset="paper")
+            base = dict(recipe=recipe, preset="paper")
     elif name == "cpu":
-        recipe = paper_recipe(spec.name, spec.discrete)
         recipe = replace(recipe, arch=PolicySpec((64, 64), recipe.arch.activation))
         strategy = "snes" if spec.discrete else "open_es"
         base = dict(strategy=strategy, population_size=64, num_generations=200,
                     recipe=recipe, protocol=EvalProtocol(num_envs=1, num_steps=1000),
                     sigma=0.5 if spec.discrete else 0.03, fitness_shaping="centered_rank",
                     es_lr=0.05, preset="cpu")
+    elif name == "fast":
+        common = dict(fitness_shaping="rank_weights", num_generations=2000, normalization="constant",
+                      restart_patience=3, restart_factor=2, preset="fast")
+        if spec.discrete:
+            base = dict(common, strategy="snes", population_size=64, sigma=0.5, num_inits=1, restarts=2,
+                        recipe=replace(recipe, arch=PolicySpec((64, 64), "relu")),
+                        protocol=EvalProtocol(num_envs=2, num_steps=1000))
+        else:
+            dims = search_dims(spec.name, pairs) if pairs >= 1 else 1
+            base = dict(common, strategy="cma_es" if dims <= FULL_COVARIANCE_MAX_DIMS else "sep_cma_es",
+                        population_size=None, sigma=0.1, sigma_floor=0.01, num_inits=2, restarts=4,
+                        recipe=replace(recipe, arch=PolicySpec((256, 256), "tanh")),
+                        protocol=EvalProtocol(num_envs=1, num_steps=1000))
     else:
-        raise SpecError(f"unknown preset {name!r}; choose paper or cpu")
+        raise SpecError(f"unknown preset {name!r}; choose {', '.join(PRESETS)}")
+    strategy = overrides.get("strategy", base.get("strategy", "open_es"))
+    if "fitness_shaping" not in overrides and not fits(strategy, base.get("fitness_shaping", "raw")):
+        defaults = strategy_defaults(strategy, spec.discrete)
+        base.update({key: value for key, value in defaults.items() if key not in overrides})
+        if strategy not in FLOORED_STRATEGIES:
+            base.pop("sigma_floor", None)
     try:  # one construction, so the settings are checked together (e.g. learned labels with few pairs)
         return DistillConfig(spec.name, pairs, **{**base, **overrides})
     except ValueError as exc:
@@ -145,113 +208,6 @@ def preset(name: str, env: str, pairs: int, **overrides: Any) -> DistillConfig:
 
 
 # -- the pure, jitted part ----------------------------------------------------------------------
-
-def solution_layout(config: DistillConfig) -> dict[str, tuple[int, ...]]:
-    """Shapes of the arrays the ES searches over."""
-    spec = get_env_spec(config.env)
-    layout = {"states": (config.pairs, spec.obs_dim)}
-    if not spec.discrete:
-        layout["actions"] = (config.pairs, spec.action_dim)
-    elif config.learned_labels:
-        layout["label_logits"] = (config.pairs, spec.action_dim)
-    return layout
-
-
-def start_arrays(config: DistillConfig, dataset) -> dict:
-    """The ES mean that starts a run from ``dataset`` (a warm start), in :func:`solution_layout`'s shapes.
-
-    Raises SpecError when the dataset cannot seed this run (other env, pair count, normalisation
-    or label layout).
-    """
-    import numpy as np
-
-    spec = get_env_spec(config.env)
-    problems = []
-    if dataset.env != spec.name:
-        problems.append(f"it is a {dataset.env} dataset, this run distils {spec.name}")
-    if dataset.normalization != config.normalization:
-        problems.append(f"its normalisation is {dataset.normalization}, this run's {config.normalization} "
-                        f"(pass --normalization {dataset.normalization})")
-    if problems:
-        raise SpecError(f"cannot start from that dataset: {'; '.join(problems)}")
-    states = np.asarray(dataset.states, np.float32)
-    if (not spec.discrete or config.learned_labels) and dataset.pairs != config.pairs:
-        raise SpecError(f"cannot start from that dataset: it has {dataset.pairs} pairs, this run {config.pairs} "
-                        f"(pass --pairs {dataset.pairs})")
-    if not spec.discrete:
-        return {"states": states, "actions": np.asarray(dataset.actions, np.float32)}
-    labels = np.asarray(dataset.actions)
-    if config.learned_labels:
-        return {"states": states, "label_logits": np.eye(spec.action_dim, dtype=np.float32)[labels]}
-    # Fixed labels: the dataset keeps only the labelled states, in label order.
-    wanted = fixed_labels(config)
-    keep = wanted >= 0
-    if labels.shape != wanted[keep].shape or not (labels == wanted[keep]).all():
-        raise SpecError("cannot start from that dataset: its labels are not the fixed layout of this run "
-                        f"({config.pairs // spec.action_dim} states per action, in order); try --learned-labels")
-    full = np.zeros(solution_layout(config)["states"], np.float32)
-    full[keep] = states
-    return {"states": full}
-
-
-def fixed_labels(config: DistillConfig):
-    """D // n_actions states per action, in order; leftover states get label -1 and are unused."""
-    import numpy as np
-
-    n_actions = get_env_spec(config.env).action_dim
-    per_action = config.pairs // n_actions
-    labels = np.full(config.pairs, -1, np.int32)
-    labels[: per_action * n_actions] = np.repeat(np.arange(n_actions), per_action)
-    return labels
-
-
-def make_strategy(config: DistillConfig):
-    """The evosax 0.3 strategy and its params, configured as the config says."""
-    import jax.numpy as jnp
-    import optax
-    from evosax import algorithms
-    from evosax.core import fitness_shaping as shaping
-
-    solution = {name: jnp.zeros(shape) for name, shape in solution_layout(config).items()}
-    shaping_fn = {
-        "raw": shaping.identity_fitness_shaping_fn,
-        "centered_rank": shaping.centered_rank_fitness_shaping_fn,
-        "standardize": shaping.standardize_fitness_shaping_fn,
-        "softmax_rank": shaping.weights_fitness_shaping_fn,
-    }[config.fitness_shaping]
-    if config.strategy in UTILITY_STRATEGIES and config.fitness_shaping != "softmax_rank":
-        # These strategies read the shaped fitness as utilities (higher is better), while the other
-        # shapings keep evosax's minimising order (lower is better): flip it, or they climb the loss.
-        minimising_shaping = shaping_fn
-
-        def shaping_fn(population, fitness, state, params):
-            return -minimising_shaping(population, fitness, state, params)
-    size = config.population_size
-    if config.strategy == "open_es":
-        strategy = algorithms.Open_ES(
-            size, solution, use_antithetic_sampling=True,
-            optimizer=optax.adam(config.es_lr, b1=config.adam_beta1),
-            std_schedule=optax.constant_schedule(config.sigma), fitness_shaping_fn=shaping_fn)
-        params = strategy.default_params
-    elif config.strategy == "snes":
-        strategy = algorithms.SNES(size, solution, fitness_shaping_fn=shaping_fn)
-        params = strategy.default_params.replace(std_init=jnp.asarray(config.sigma))
-        if config.fitness_shaping == "softmax_rank":
-            # Softmax over ranks (rank 0 = best, as evosax minimises), minus the mean as a baseline.
-            ranks = jnp.arange(size) / (size - 1)
-            weights = jnp.exp(-config.temperature * ranks)
-            params = params.replace(weights=weights / weights.sum() - 1.0 / size)
-    else:
-        cls = {"pgpe": algorithms.PGPE, "simple_es": algorithms.SimpleES,
-               "sep_cma_es": algorithms.Sep_CMA_ES, "xnes": algorithms.xNES}[config.strategy]
-        strategy = cls(size, solution, fitness_shaping_fn=shaping_fn)
-        params = strategy.default_params
-        if hasattr(params, "std_init"):
-            params = params.replace(std_init=jnp.asarray(config.sigma))
-    if config.fitness_shaping == "softmax_rank" and not hasattr(params, "weights"):
-        raise SpecError(f"softmax_rank shaping needs a strategy with rank weights (snes, xnes), not {config.strategy}")
-    return strategy, params
-
 
 # On CPU, candidates whose inner policies together hold about this many parameters train side by
 # side (vmapped); a larger population trains batch after batch (lax.map), so that a batch's weights
@@ -261,31 +217,34 @@ def make_strategy(config: DistillConfig):
 TRAIN_CACHE_PARAMS = 262_144
 
 
-def policy_param_count(config: DistillConfig) -> int:
-    """Parameters of one inner policy, read from the network's shapes (nothing is computed)."""
+def policy_param_count(config: DistillConfig, arch: PolicySpec | None = None) -> int:
+    """Parameters of one inner policy (``arch``, default the recipe's), read from the network's shapes."""
     import jax
     import jax.numpy as jnp
 
     from hades.policy import make_network
 
     spec = get_env_spec(config.env)
-    network = make_network(config.recipe.arch, spec.action_dim, spec.discrete)
+    network = make_network(arch or config.recipe.arch, spec.action_dim, spec.discrete)
     shapes = jax.eval_shape(network.init, jax.random.PRNGKey(0), jnp.zeros((1, spec.obs_dim)))
     return sum(leaf.size for leaf in jax.tree.leaves(shapes))
 
 
 def default_train_batch(config: DistillConfig, platform: str) -> int | None:
-    """Candidates trained at once per device: all of them (None) on accelerators, a cache-sized batch on CPU."""
+    """Candidates trained at once per device: all of them (None) on accelerators, a cache-sized batch on CPU
+    (sized for the largest of the run's architectures, which train one after the other)."""
     if platform != "cpu":
         return None
-    return max(1, TRAIN_CACHE_PARAMS // policy_param_count(config))
+    return max(1, TRAIN_CACHE_PARAMS // max(policy_param_count(config, arch) for arch in config.architectures))
 
 
 def make_fitness(config: DistillConfig, obs_mean, obs_var, train_batch: int | None = None):
     """``fitness(population, init_keys, eval_keys) -> (mean return, episodes)``, one value per candidate.
 
-    Every candidate trains one policy per init and rolls each out. Training runs ``train_batch``
-    candidates at a time (``lax.map``; None: all at once), rollouts run the whole population at once.
+    Every candidate trains one policy per init and architecture and rolls each out; its fitness is
+    the mean over the architectures of the return pooled over that architecture's inits. Training
+    runs ``train_batch`` candidates at a time (``lax.map``; None: all at once), rollouts run the
+    whole population at once.
     """
     if hasattr(config, "make_task_fitness"):  # a supervised task (hades.imagetask) scores candidates itself
         return config.make_task_fitness(obs_mean, obs_var, train_batch)
@@ -296,8 +255,9 @@ def make_fitness(config: DistillConfig, obs_mean, obs_var, train_batch: int | No
     from hades.learn import make_train
 
     spec = get_env_spec(config.env)
-    train = make_train(config.recipe, spec.obs_dim, spec.action_dim, spec.discrete)
-    evaluate = make_evaluate(spec, config.recipe.arch, config.protocol, config.normalization, config.backend)
+    members = [(make_train(replace(config.recipe, arch=arch), spec.obs_dim, spec.action_dim, spec.discrete),
+                make_evaluate(spec, arch, config.protocol, config.normalization, config.backend))
+               for arch in config.architectures]
     labels = jnp.asarray(fixed_labels(config)) if spec.discrete and not config.learned_labels else None
 
     def targets_of(candidate):
@@ -308,7 +268,7 @@ def make_fitness(config: DistillConfig, obs_mean, obs_var, train_batch: int | No
         used = int((fixed_labels(config) >= 0).sum())
         return candidate["states"][:used], labels[:used]
 
-    def fitness(population, init_keys, eval_keys):
+    def arch_fitness(train, evaluate, population, init_keys, eval_keys):
         def train_candidate(candidate):  # one policy per init, stacked
             states, targets = targets_of(candidate)
             return jax.lax.map(lambda init_key: train(init_key, states, targets)[0], init_keys)
@@ -328,6 +288,12 @@ def make_fitness(config: DistillConfig, obs_mean, obs_var, train_batch: int | No
         mean = jnp.where(episodes > 0, metrics["return_sum"].sum(-1) / jnp.maximum(episodes, 1),
                          metrics["mean_return"].mean(-1))
         return mean, episodes
+
+    def fitness(population, init_keys, eval_keys):
+        scores = [arch_fitness(*member, population, init_keys, eval_keys) for member in members]
+        if len(scores) == 1:
+            return scores[0]
+        return jnp.stack([mean for mean, _ in scores]).mean(0), sum(episodes for _, episodes in scores)
 
     return fitness
 

@@ -1,9 +1,14 @@
 """The distillation loop: the only place with a Python loop over generations.
 
-Generations run in jitted chunks of ``checkpoint_every``; after each chunk the ES state and the
-fitness history are written atomically to the checkpoint (:mod:`hades.checkpoint`). Resuming
-reloads them and goes on with the same compiled program, so an interrupted run ends bit for bit
-where an uninterrupted one would.
+Generations run in jitted chunks that end on multiples of ``checkpoint_every`` (and of the
+validation period); after each chunk the ES state and the fitness history are written atomically
+to the checkpoint (:mod:`hades.checkpoint`). Resuming reloads them and goes on with the same
+compiled program, so an interrupted run ends bit for bit where an uninterrupted one would.
+
+A run with restarts (``config.restarts``, IPOP style) watches its validated ES mean: after
+``restart_patience`` validations without a new best it starts the strategy afresh from the best
+validated mean, with ``restart_factor`` times the population. Every restart is recorded in the
+checkpoint, so a resumed run rebuilds the program of its current population.
 
 With several processes (:mod:`hades.multihost`) every process runs the same chunks and only
 process 0 reads and writes files; what it reads is broadcast, so every process starts from the
@@ -14,7 +19,7 @@ evaluation and output folder included).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,9 +30,9 @@ from hades.checkpoint import (Checkpoint, checkpoint_file, load_checkpoint, read
 from hades.dataset import Dataset
 from hades.distillation import DistillConfig, fixed_labels, make_generation, start_arrays
 from hades.envs import get_env_spec
-from hades.errors import CheckpointError, MissingCheckpointError, OutputInUseError, SpecError
-from hades.multihost import (check_same_everywhere, envs_on_local_device, from_lead, is_lead_process, make_mesh,
-                             replicate, to_host)
+from hades.errors import CheckpointError, MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError
+from hades.multihost import (broadcast_arrays, check_same_everywhere, envs_on_local_device, from_lead, is_lead_process,
+                             make_mesh, replicate, to_host)
 from hades.validation import Validation, ValidationLog
 
 
@@ -72,6 +77,8 @@ class Distiller:
         self.validation = validation
         self.history: list[dict] = []
         self.log: ValidationLog | None = None  # the validation scores and the best mean (runs with validation)
+        self.restarts: list[dict] = []  # the restarts so far: generation and the population from then on
+        self.last_dataset: Dataset | None = None  # the ES mean when the run stopped (what it returns without validation)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -80,6 +87,11 @@ class Distiller:
     @property
     def validation_history(self) -> list[dict]:
         return [] if self.log is None else self.log.history
+
+    @property
+    def population_size(self) -> int:
+        """The population of the strategy now (it grows with every restart)."""
+        return self.config.population_size * self.config.restart_factor ** len(self.restarts)
 
     @property
     def best(self) -> dict | None:
@@ -148,7 +160,9 @@ class Distiller:
             return plan
         matches = checkpoint.fingerprint == fingerprint
         plan["checkpoint"] = {"path": str(self.checkpoint_path), "generations": done,
-                              "fingerprint": checkpoint.fingerprint, "matches": matches}
+                              "env_steps": checkpoint.history()[-1]["env_steps"] if done else 0,
+                              "restarts": checkpoint.restarts(), "fingerprint": checkpoint.fingerprint,
+                              "matches": matches}
         if not matches:
             plan.update(action="refuse", reason="the checkpoint was made with other settings")
         else:
@@ -158,28 +172,83 @@ class Distiller:
     # -- the loop -----------------------------------------------------------------------------
     def run(self, resume: bool = False, on_progress: Callable[[Progress], None] | None = None) -> Dataset:
         import jax
-        import jax.numpy as jnp
 
         from hades.obsstats import starting_obs_stats
         from hades.validation import make_validate
 
         config = self.config
+        if config.restarts and self.validation is None:
+            raise SpecError("restarts watch the validated ES mean: the run needs a validation (--validate-every)")
         data = self._read_start(resume)
-        mesh = make_mesh(config, self.num_devices)
         checkpoint = None if data is None else self._checkpoint(data)
         # The program is built with the statistics the run started with.
         obs_mean, obs_var = starting_obs_stats(config, self.start) if checkpoint is None else checkpoint.obs_stats()
+        self.history, self.log, self.restarts = [], None if self.validation is None else ValidationLog(self.validation), []
+        if checkpoint is not None:
+            self.history, self.restarts = checkpoint.history(), checkpoint.restarts()
+            if self.validation is not None:
+                self._check_restart_validation(checkpoint)
+                self.log = ValidationLog.resumed(self.validation, checkpoint)
+        start = None if self.start is None else start_arrays(config, self.start)
+        state, run_chunk, dataset_arrays = self._program(obs_mean, obs_var, start, jax.random.PRNGKey(config.seed),
+                                                         checkpoint)
+        generation = len(self.history)
+        validate = None
+        if self.validation is not None and is_lead_process():
+            with envs_on_local_device():
+                validate = make_validate(config, self.validation, obs_mean, obs_var)
+        # Runs with restarts validate on the period only: a validation at a generation where a run
+        # happened to stop would steer the search differently from the same run uninterrupted.
+        last = None if config.restarts else config.num_generations
+        notify = on_progress or (lambda progress: None)
+        notify(Progress(generation, config.num_generations, *self._last()))
+        while generation < config.num_generations:
+            before, length = generation, self._next_stop(generation) - generation
+            steps_so_far = self.history[-1]["env_steps"] if self.history else 0
+            per_generation = config.env_steps_per_generation * self.population_size // config.population_size
+            start_time = time.perf_counter()
+            state, metrics = run_chunk(state, length)
+            metrics = to_host(metrics)
+            seconds = (time.perf_counter() - start_time) / length
+            for index in range(length):
+                generation += 1
+                self.history.append({
+                    "generation": generation, **{name: float(metrics[name][index]) for name in ("mean", "max", "min", "sigma")},
+                    "episodes": int(metrics["episodes"][index]),
+                    "env_steps": steps_so_far + per_generation * (index + 1), "seconds": round(seconds, 4),
+                })
+            host_state = to_host(state)
+            if self.validation is not None and self.validation.due(before, generation, last):
+                if validate is not None:
+                    self._validate(validate, generation, jax.tree.map(np.asarray, dataset_arrays(host_state)))
+                if config.restarts and self._restart_due():
+                    state, run_chunk, dataset_arrays = self._restart(generation, obs_mean, obs_var,
+                                                                     dataset_arrays(host_state))
+                    host_state = to_host(state)
+            self._save_checkpoint(host_state, obs_mean, obs_var)
+            notify(Progress(generation, config.num_generations, *self._last()))
+        arrays = jax.tree.map(np.asarray, dataset_arrays(to_host(state)))
+        if validate is not None and not config.restarts and not self.log.scored(generation):
+            self._validate(validate, generation, arrays)  # a finished run resumed with validation turned on
+        self.last_dataset = self._dataset(arrays, obs_mean, obs_var)
+        if self.best is not None:
+            return self._dataset(self.best["arrays"], obs_mean, obs_var, selected=self.log.selected())
+        return self.last_dataset
+
+    def _program(self, obs_mean, obs_var, start, key, checkpoint=None):
+        """``(state, run_chunk, dataset_arrays)`` for the current population: the state is ``checkpoint``'s,
+        else a fresh one drawn from ``key`` with its ES mean at ``start`` (None: zeros)."""
+        import jax
+        import jax.numpy as jnp
+
+        config = self.config if not self.restarts else replace(self.config, population_size=self.population_size)
+        mesh = make_mesh(config, self.num_devices)
         with envs_on_local_device():
             init_state, run_chunk, dataset_arrays = make_generation(
-                config, jnp.asarray(obs_mean), jnp.asarray(obs_var), mesh,
-                start=None if self.start is None else start_arrays(config, self.start), train_batch=self.train_batch)
-        state = init_state(jax.random.PRNGKey(config.seed))
-        self.history, self.log = [], None if self.validation is None else ValidationLog(self.validation)
+                config, jnp.asarray(obs_mean), jnp.asarray(obs_var), mesh, start=start, train_batch=self.train_batch)
+        state = init_state(key)
         if checkpoint is not None:
-            self.history = checkpoint.history()
             state = checkpoint.restore_state(state)
-            if self.validation is not None:
-                self.log = ValidationLog.resumed(self.validation, checkpoint)
         if mesh is not None:
             # The carried state lives replicated on the mesh, going in and coming out, so every chunk
             # sees the same input shardings and reuses one compiled program; with several processes
@@ -189,38 +258,46 @@ class Distiller:
             replicated = NamedSharding(mesh, PartitionSpec())
             state = replicate(jax.tree.map(np.asarray, state), replicated)
             run_chunk = jax.jit(run_chunk, static_argnums=1, out_shardings=replicated)
-        generation = len(self.history)
-        validate = None
-        if self.validation is not None and is_lead_process():
-            with envs_on_local_device():
-                validate = make_validate(config, self.validation, obs_mean, obs_var)
-        notify = on_progress or (lambda progress: None)
-        notify(Progress(generation, config.num_generations, *self._last()))
-        while generation < config.num_generations:
-            length = min(self.checkpoint_every, config.num_generations - generation)
-            before = generation
-            start = time.perf_counter()
-            state, metrics = run_chunk(state, length)
-            metrics = to_host(metrics)
-            seconds = (time.perf_counter() - start) / length
-            for index in range(length):
-                generation += 1
-                self.history.append({
-                    "generation": generation, **{name: float(metrics[name][index]) for name in ("mean", "max", "min", "sigma")},
-                    "episodes": int(metrics["episodes"][index]),
-                    "env_steps": config.env_steps_per_generation * generation, "seconds": round(seconds, 4),
-                })
-            host_state = to_host(state)
-            if validate is not None and self.validation.due(before, generation, config.num_generations):
-                self._validate(validate, generation, jax.tree.map(np.asarray, dataset_arrays(host_state)))
-            self._save_checkpoint(host_state, obs_mean, obs_var)
-            notify(Progress(generation, config.num_generations, *self._last()))
-        arrays = jax.tree.map(np.asarray, dataset_arrays(to_host(state)))
-        if validate is not None and not self.log.scored(generation):
-            self._validate(validate, generation, arrays)  # a finished run resumed with validation turned on
-        if self.best is not None:
-            return self._dataset(self.best["arrays"], obs_mean, obs_var, selected=self.log.selected())
-        return self._dataset(arrays, obs_mean, obs_var)
+        return state, run_chunk, dataset_arrays
+
+    def _next_stop(self, generation: int) -> int:
+        """Where the chunk from ``generation`` ends: the next multiple of the checkpoint (and validation)
+        period, or the last generation, so chunks fall alike however often a run was stopped."""
+        periods = [self.checkpoint_every] + ([self.validation.every] if self.validation is not None else [])
+        return min([self.config.num_generations] + [(generation // period + 1) * period for period in periods])
+
+    # -- restarts -----------------------------------------------------------------------------
+    def _check_restart_validation(self, checkpoint) -> None:
+        record = checkpoint.validation()
+        if self.config.restarts and record is not None and (
+                not self.validation.same_scores_as(record.get("settings"))
+                or record["settings"].get("every") != self.validation.every):
+            raise SettingsMismatchError(f"checkpoint {checkpoint.path} was validated with other settings, and its "
+                                        "restarts follow the validation")
+
+    def _stale(self) -> bool:
+        """Whether the last ``restart_patience`` validations (since the last restart) found no new best."""
+        config = self.config
+        if len(self.restarts) >= config.restarts or self.best is None:
+            return False
+        since = max(self.best["generation"], self.restarts[-1]["generation"] if self.restarts else 0)
+        return sum(row["generation"] > since for row in self.log.history) >= config.restart_patience
+
+    def _restart_due(self) -> bool:
+        """Process 0 decides (it alone validates); every process hears the verdict."""
+        return from_lead(lambda: b"1" if self._stale() else None) is not None
+
+    def _restart(self, generation: int, obs_mean, obs_var, current: dict):
+        """Start the strategy afresh from the best validated mean with a larger population (drawn
+        deterministically: the run's seed folded with the restart's number)."""
+        import jax
+
+        best = self.log.best_arrays if is_lead_process() else None
+        arrays = broadcast_arrays(jax.tree.map(np.asarray, best if best is not None else current))
+        self.restarts.append({"generation": generation,
+                              "population_size": self.population_size * self.config.restart_factor})
+        key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), len(self.restarts))
+        return self._program(obs_mean, obs_var, arrays, key)
 
     def _validate(self, validate, generation: int, arrays: dict) -> None:
         self.log.add(generation, validate(*self._pairs(arrays)), arrays)
@@ -231,7 +308,7 @@ class Distiller:
             return
         log = self.log
         save_checkpoint(self.out, self.config, self.history, obs_mean, obs_var, state,
-                        None if log is None else log.record(), None if log is None else log.best_arrays)
+                        None if log is None else log.record(), None if log is None else log.best_arrays, self.restarts)
 
     def _last(self) -> tuple[float, float, float | None]:
         validation = None if self.best is None else self.best["mean"]
@@ -254,7 +331,7 @@ class Distiller:
 
         config = self.config
         states, actions = self._pairs(arrays)
-        total_steps = config.env_steps_per_generation * len(self.history)
+        total_steps = self.history[-1]["env_steps"] if self.history else 0
         method = {
             "name": config.method, "strategy": config.strategy, "preset": config.preset,
             "generations": len(self.history), "population_size": config.population_size,
@@ -265,6 +342,12 @@ class Distiller:
         }
         if selected is not None:
             method["selected"] = selected
+        if self.restarts:
+            method["restarts"] = list(self.restarts)
+        if config.extra_archs:
+            from hades.policy import format_arch
+
+            method["architectures"] = [format_arch(arch) for arch in config.architectures]
         if self.start is not None:
             parent = self.start.info.get("method") or {}
             method["init_from"] = {"source": self.start_source, "sha256": self.start.sha256,

@@ -58,7 +58,12 @@ class Validation:
 
 
 def make_validate(config, validation: Validation, obs_mean, obs_var) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``validate(states, actions) -> returns`` of fresh inits trained on a dataset: compiled once, on this process."""
+    """``validate(states, actions) -> returns`` of fresh inits trained on a dataset: compiled once, on this process.
+
+    The inits train with the run's recipe, that is with its first architecture (``config.recipe.arch``).
+    The statistics and the seeds' keys are arguments of the compiled program, not constants in it,
+    so runs of the same shapes share one program (and the persistent compilation cache finds it).
+    """
     if hasattr(config, "make_task_validate"):  # a supervised task (hades.imagetask) scores held-out images
         return config.make_task_validate(validation)
     import jax
@@ -71,10 +76,10 @@ def make_validate(config, validation: Validation, obs_mean, obs_var) -> Callable
     device = jax.local_devices()[0]
     keys = jax.device_put(seed_keys(range(validation.first_seed, validation.first_seed + validation.seeds)), device)
     stats = jax.device_put((np.asarray(obs_mean, np.float32), np.asarray(obs_var, np.float32)), device)
-    compiled = jax.jit(lambda states, targets: run(states, targets, *stats, keys)[1]["mean_return"])
+    compiled = jax.jit(lambda states, targets, mean, var, keys: run(states, targets, mean, var, keys)[1]["mean_return"])
 
     def validate(states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        return np.asarray(compiled(*jax.device_put((states, actions), device)))
+        return np.asarray(compiled(*jax.device_put((states, actions), device), *stats, keys))
 
     return validate
 

@@ -15,20 +15,35 @@ from hades.errors import MissingCheckpointError, OutputInUseError, SettingsMisma
 def distill_command(
     env: str = typer.Argument(..., help="Environment, e.g. hopper or Breakout-MinAtar."),
     pairs: int = typer.Option(..., "--pairs", "-D", min=1, help="Number of synthetic state-action pairs."),
-    preset: str = typer.Option("paper", "--preset", help="paper (published settings) or cpu (small); options below override it."),
+    preset: str = typer.Option(
+        "paper", "--preset",
+        help="paper (published settings), cpu (small) or fast (provisional: the fewest env steps expected); options below override it."),
     method: Optional[str] = typer.Option(None, "--method", help="hades-r (fresh inits each generation) or hades-f (one fixed init)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="open_es, snes, pgpe, simple_es, sep_cma_es, xnes."),
-    population: Optional[int] = typer.Option(None, "--population", help="ES population size (even)."),
+    strategy: Optional[str] = typer.Option(
+        None, "--strategy", help="open_es, snes, pgpe, simple_es, sep_cma_es, xnes, cma_es (with their own shaping and sigma unless given)."),
+    population: Optional[str] = typer.Option(
+        None, "--population", help="ES population size (even), or auto: 4 + 3 ln n for n searched numbers, rounded up to even."),
     generations: Optional[int] = typer.Option(None, "--generations", help="Number of ES generations."),
     inner_steps: Optional[int] = typer.Option(None, "--inner-steps", help="Supervised steps per policy."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Inner policy, e.g. 512,512:tanh."),
+    arch: Optional[str] = typer.Option(
+        None, "--arch", help="Inner policy, e.g. 512,512:tanh; several separated by ';' train every candidate (the first is the card's)."),
     inits: Optional[int] = typer.Option(None, "--inits", help="Policy inits per generation (HaDES-R)."),
     eval_envs: Optional[int] = typer.Option(None, "--eval-envs", help="Envs per fitness rollout."),
     eval_steps: Optional[int] = typer.Option(None, "--eval-steps", help="Steps per fitness rollout."),
     normalization: Optional[str] = typer.Option(None, "--normalization", help="running, constant or none."),
-    sigma: Optional[float] = typer.Option(None, "--sigma", help="ES noise scale (SNES: initial)."),
+    sigma: Optional[float] = typer.Option(None, "--sigma", help="ES noise scale (SNES, xNES, CMA-ES: the initial step)."),
     es_lr: Optional[float] = typer.Option(None, "--es-lr", help="ES Adam learning rate (OpenES)."),
-    shaping: Optional[str] = typer.Option(None, "--shaping", help="raw, centered_rank, standardize or softmax_rank."),
+    es_lr_decay: Optional[float] = typer.Option(None, "--es-lr-decay", help="OpenES: multiply the learning rate by this every generation."),
+    es_lr_floor: Optional[float] = typer.Option(None, "--es-lr-floor", help="OpenES: the least learning rate the decay goes to."),
+    sigma_decay: Optional[float] = typer.Option(None, "--sigma-decay", help="OpenES: multiply sigma by this every generation."),
+    sigma_floor: Optional[float] = typer.Option(None, "--sigma-floor", help="OpenES: the least sigma of the decay; CMA-ES, Sep-CMA-ES: the least step."),
+    shaping: Optional[str] = typer.Option(
+        None, "--shaping", help="raw, centered_rank, standardize, softmax_rank or rank_weights (the strategy's own)."),
+    restarts: Optional[int] = typer.Option(
+        None, "--restarts", min=0, help="At most this many IPOP restarts: from the best validated mean, with a larger population."),
+    restart_patience: Optional[int] = typer.Option(
+        None, "--restart-patience", min=1, help="Restart after this many validations without a new best."),
+    restart_factor: Optional[int] = typer.Option(None, "--restart-factor", min=2, help="Each restart multiplies the population by this."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Brax backend (default positional)."),
     learned_labels: bool = typer.Option(False, "--learned-labels", help="Discrete envs: evolve the labels too."),
     init_from: Optional[str] = typer.Option(
@@ -43,9 +58,10 @@ def distill_command(
     final_seeds: int = typer.Option(8, "--final-seeds", min=0, help="Fresh inits for the final evaluation (0 skips it)."),
     final_eval_envs: int = typer.Option(4, "--final-eval-envs", min=1, help="Envs per policy in the final evaluation."),
     final_eval_steps: int = typer.Option(1024, "--final-eval-steps", min=1, help="Env steps per policy in the final evaluation."),
-    validate_every: int = typer.Option(
-        0, "--validate-every", min=0,
-        help="Every N generations, train fresh inits on the ES mean and score it; the run keeps the best mean (0: off, keep the last)."),
+    validate_every: Optional[int] = typer.Option(
+        None, "--validate-every", min=0,
+        help="Every N generations, train fresh inits on the ES mean and score it; the run keeps the best mean "
+             "(0: off, keep the last; default 10 for runs with restarts, else 0)."),
     validate_seeds: int = typer.Option(8, "--validate-seeds", min=1, help="Fresh inits per validation (seeds from 1000000 up)."),
     coordinator: Optional[str] = typer.Option(
         None, "--coordinator", envvar="HADES_COORDINATOR", rich_help_panel="Multi-host",
@@ -81,31 +97,36 @@ def distill_command(
     from hades.policy import parse_arch
 
     config = make_preset(preset, env, pairs, seed=seed, learned_labels=learned_labels)
-    recipe = config.recipe
+    recipe, extra_archs = config.recipe, config.extra_archs
     if arch is not None:
-        recipe = dataclasses.replace(recipe, arch=parse_arch(arch))
+        archs = [parse_arch(part) for part in arch.split(";") if part.strip()] or [parse_arch(arch)]
+        recipe, extra_archs = dataclasses.replace(recipe, arch=archs[0]), tuple(archs[1:])
     if inner_steps is not None:
         recipe = dataclasses.replace(recipe, steps=inner_steps)
     protocol = config.protocol
     if eval_envs is not None or eval_steps is not None:
         protocol = EvalProtocol(eval_envs or protocol.num_envs, eval_steps or protocol.num_steps, protocol.greedy)
-    overrides = {"method": method, "strategy": strategy, "population_size": population, "num_generations": generations,
-                 "num_inits": inits, "normalization": normalization, "sigma": sigma, "es_lr": es_lr,
-                 "fitness_shaping": shaping, "backend": backend}
+    overrides = {"method": method, "strategy": strategy, "num_generations": generations, "num_inits": inits,
+                 "normalization": normalization, "sigma": sigma, "es_lr": es_lr, "es_lr_decay": es_lr_decay,
+                 "es_lr_floor": es_lr_floor, "sigma_decay": sigma_decay, "sigma_floor": sigma_floor,
+                 "fitness_shaping": shaping, "backend": backend, "restarts": restarts,
+                 "restart_patience": restart_patience, "restart_factor": restart_factor}
     overrides = {key: value for key, value in overrides.items() if value is not None}
-    overrides.update(recipe=recipe, protocol=protocol, learned_labels=learned_labels or config.learned_labels)
+    if population is not None:
+        overrides["population_size"] = _population(population)
+    overrides.update(recipe=recipe, protocol=protocol, learned_labels=learned_labels or config.learned_labels,
+                     extra_archs=extra_archs)
     start = None
     if init_from is not None:
         from hades.registry import open_dataset
 
         start = open_dataset(init_from)
         overrides["init_from"] = start.sha256
-    try:
-        config = dataclasses.replace(config, **overrides)
-    except ValueError as exc:
-        raise SpecError(f"bad distillation settings: {exc}") from None
+    config = make_preset(preset, env, pairs, seed=seed, **overrides)  # the preset's settings under the options
     final_protocol = EvalProtocol(final_eval_envs, final_eval_steps)
     validation = None
+    if validate_every is None:
+        validate_every = 10 if config.restarts else 0
     if validate_every:
         from hades.validation import Validation
 
@@ -121,6 +142,16 @@ def distill_command(
     # Settings are checked first, so a bad option fails fast instead of after joining the other hosts.
     initialize_distributed(coordinator, num_processes, process_id)
     _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol, start, init_from, validation)
+
+
+def _population(text: str) -> int | None:
+    """``--population``: a number, or auto (None: sized to the search space)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise SpecError(f"--population must be a number or auto, got {text!r}") from None
 
 
 def _print_plan(config, out: Path, start, as_json: bool, validation=None) -> None:
@@ -144,10 +175,18 @@ def _print_plan(config, out: Path, start, as_json: bool, validation=None) -> Non
     Console().print(
         f"{config.env}, {config.pairs} pairs, {config.method}/{config.strategy}, population {config.population_size}, "
         f"{config.inits_per_generation} init(s) x {config.protocol.num_envs} env(s) x {config.protocol.num_steps} steps "
-        f"per candidate\ninner policy {format_arch(recipe.arch)} ({plan['policy_parameters']:,} parameters), "
+        f"per candidate\ninner polic{'ies' if config.extra_archs else 'y'} "
+        f"{'; '.join(format_arch(arch) for arch in config.architectures)} ({plan['policy_parameters']:,} parameters), "
         f"{recipe.steps} steps\n{plan['env_steps_per_generation']:,} env steps per generation, "
         f"{plan['env_steps_total']:,} for {config.num_generations} generations\n"
-        f"{_describe_validation(validation)}fingerprint {plan['fingerprint']}; {out}{held}: would {actions[plan['action']]}", highlight=False, soft_wrap=True)
+        f"{_describe_validation(validation)}{_describe_restarts(config)}fingerprint {plan['fingerprint']}; {out}{held}: would {actions[plan['action']]}", highlight=False, soft_wrap=True)
+
+
+def _describe_restarts(config) -> str:
+    if not config.restarts:
+        return ""
+    return (f"restarts: up to {config.restarts}, each after {config.restart_patience} validations without a new best, "
+            f"from the best validated mean with {config.restart_factor}x the population\n")
 
 
 def _describe_validation(validation) -> str:

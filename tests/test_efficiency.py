@@ -1,0 +1,69 @@
+"""bench/efficiency.py at toy size, in-process: a score at every mark, the CSV, plot and table, and a
+second invocation that resumes instead of redoing (nothing when everything is done)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "efficiency.py"
+TINY = {"tiny": {"preset": "cpu", "population_size": 8, "num_inits": 1, "inner_steps": 5, "arch": "16,16:tanh",
+                 "eval_envs": 1, "eval_steps": 50}}  # 400 env steps per generation
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("efficiency", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "efficiency.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_efficiency_scores_every_mark_reports_and_resumes(tmp_path, capsys):
+    efficiency = _bench()
+    recipes, out = tmp_path / "recipes.json", tmp_path / "out"
+    recipes.write_text(json.dumps(TINY))
+    argv = ["--env", "hopper", "--pairs", "4", "--recipes-file", str(recipes), "--recipes", "tiny", "--seeds", "0",
+            "--score-seeds", "2", "--score-envs", "1", "--score-steps", "50", "--checkpoint-every", "1",
+            "--out", str(out)]
+    two_generations = argv + ["--budget", "800", "--marks", "400,800"]
+
+    assert efficiency.main(two_generations + ["--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "tiny: open_es, population 8, 1 init(s) x 1 arch(s) x 1 env(s) x 50 steps" in plan
+    assert "400 env steps per generation, about 2 generations" in plan and "left to search: 800 env steps" in plan
+    assert not out.exists()
+
+    assert efficiency.main(two_generations) == 0
+    printed = capsys.readouterr().out
+    rows = _rows(out)
+    assert [(row["recipe"], int(row["mark"]), int(row["generations"]), int(row["search_env_steps"])) for row in rows] == [
+        ("tiny", 400, 1, 400), ("tiny", 800, 2, 800)]
+    assert all(math.isfinite(float(row["score_mean"])) and float(row["wall_seconds"]) > 0 for row in rows)
+    assert [int(row["score_env_steps"]) for row in rows] == [100, 200] and {row["validation_env_steps"] for row in rows} == {"0"}
+    assert (out / "efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "efficiency.md").read_text()
+    assert table.splitlines()[0].startswith("| recipe |") and "90% of 1745" in table and "| tiny |" in table
+    assert "not reached" in table and table.strip() in printed
+
+    # Everything done: a second invocation reports again and runs nothing.
+    checkpoint = out / "tiny" / "seed0" / "run" / "checkpoint" / "state.msgpack"
+    before = checkpoint.read_bytes()
+    assert efficiency.main(two_generations) == 0
+    assert checkpoint.read_bytes() == before and _rows(out) == rows
+    capsys.readouterr()
+
+    # A larger budget resumes the run from its checkpoint and keeps the marks already scored.
+    assert efficiency.main(argv + ["--budget", "1200", "--marks", "400,800"]) == 0
+    extended = _rows(out)
+    assert extended[:2] == rows and [int(row["generations"]) for row in extended] == [1, 2, 3]
+    assert "tiny seed 0: 1,200 env steps (gen 3)" in capsys.readouterr().out
