@@ -1,8 +1,9 @@
 """hades-zoo: behaviour distillation (HaDES) as a tool.
 
 The public API: ``hades.load``, ``hades.pull``, ``hades.push``, ``hades.train_from``,
-``hades.evaluate``, ``hades.distill`` and ``hades.publish``, the classes they take and the
-results they return. Everything loads lazily, so ``import hades`` and the CLI start fast (no jax).
+``hades.train_multitask``, ``hades.evaluate``, ``hades.distill`` and ``hades.publish``, the
+classes they take and the results they return. Everything loads lazily, so ``import hades`` and
+the CLI start fast (no jax).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _LAZY = {
     "pull": "hades.api",
     "push": "hades.api",
     "train_from": "hades.api",
+    "train_multitask": "hades.multitask",
     "evaluate": "hades.api",
     "distill": "hades.api",
     "publish": "hades.publish",
@@ -38,6 +40,8 @@ _LAZY = {
     "PullResult": "hades.api",
     "PushResult": "hades.hub",
     "TrainFromResult": "hades.trainfrom",
+    "MultiTaskResult": "hades.multitask",
+    "MultiTaskPolicy": "hades.multitask_policy",
     "PolicyEvaluation": "hades.policy_io",
     "DistillResult": "hades.api",
     "PublishResult": "hades.publish",
@@ -58,6 +62,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from hades.evaluate import EvalProtocol
     from hades.hub import PushResult
     from hades.learn import Recipe
+    from hades.multitask import MultiTaskResult, train_multitask
+    from hades.multitask_policy import MultiTaskPolicy
     from hades.policy import PolicySpec, parse_arch
     from hades.policy_io import Policy, PolicyEvaluation
     from hades.publish import PublishResult, publish

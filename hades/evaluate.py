@@ -77,20 +77,26 @@ def normalize_running(stats, obs):
     return (mean, var, total), (obs - mean) / jnp.sqrt(var + NORM_EPS)
 
 
-def make_act(spec: EnvSpec, arch: PolicySpec, greedy: bool):
-    """``act(params, obs, key) -> action`` for a batch of normalised observations."""
+def make_act(spec: EnvSpec, arch: PolicySpec, greedy: bool, inputs=None, head_dim: int | None = None):
+    """``act(params, obs, key) -> action`` for a batch of normalised observations.
+
+    A multi-task network sees ``inputs(obs)`` (padded, with its task indicator) and has a head of
+    ``head_dim`` outputs, of which the env takes the first ``spec.action_dim``."""
     import jax
     import jax.numpy as jnp
 
     from hades.policy import make_network
 
-    network = make_network(arch, spec.action_dim, spec.discrete)
+    network = make_network(arch, head_dim or spec.action_dim, spec.discrete)
+    prepare = inputs or (lambda obs: obs)
+    real = spec.action_dim
 
     def act(params, obs, key):
         if spec.discrete:
-            logits = network.apply(params, obs)
+            logits = network.apply(params, prepare(obs))[..., :real]
             return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
-        mean, log_std = network.apply(params, obs)
+        mean, log_std = network.apply(params, prepare(obs))
+        mean, log_std = mean[..., :real], log_std[..., :real]
         if greedy:
             return mean
         return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
@@ -99,8 +105,11 @@ def make_act(spec: EnvSpec, arch: PolicySpec, greedy: bool):
 
 
 def make_evaluate(spec: EnvSpec, arch: PolicySpec, protocol: EvalProtocol, normalization: str,
-                  backend: str | None = None):
+                  backend: str | None = None, inputs=None, head_dim: int | None = None):
     """Return ``evaluate(params, key, obs_mean, obs_var) -> metrics`` (pure, jittable).
+
+    ``inputs`` and ``head_dim``: a multi-task network's, as :func:`make_act` takes them (the
+    observations are normalised first, with this env's own statistics).
 
     metrics: ``mean_return`` (the score), ``episodes`` (completed), ``return_sum`` (of completed
     episodes), ``return_std`` (the standard deviation of the completed episodes' returns; 0 when
@@ -115,7 +124,7 @@ def make_evaluate(spec: EnvSpec, arch: PolicySpec, protocol: EvalProtocol, norma
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
     env = VecEnv(spec, protocol.num_envs, backend, protocol.episode_length)
-    act = make_act(spec, arch, protocol.greedy)
+    act = make_act(spec, arch, protocol.greedy, inputs, head_dim)
 
     def normalize(stats, obs, obs_mean, obs_var):
         if normalization == "running":

@@ -76,30 +76,58 @@ def make_optimizer(recipe: Recipe):
     return optax.chain(optax.clip_by_global_norm(recipe.max_grad_norm), step)
 
 
-def make_loss(network, loss: str):
-    """``loss_fn(params, states, targets) -> scalar``, averaged over the dataset."""
+def _pair_losses(network, loss: str):
+    """``pair_losses(params, states, targets, mask) -> [D]``: each pair's loss. ``mask`` ([D, A],
+    or None for all) marks the outputs that are real; the others count for nothing."""
     import jax.numpy as jnp
     import optax
 
-    def gaussian_nll(params, states, actions):
+    def gaussian_nll(params, states, actions, mask):
         mean, log_std = network.apply(params, states)
         z = (actions - mean) * jnp.exp(-log_std)
         log_prob = -0.5 * jnp.square(z) - log_std - 0.5 * jnp.log(2 * jnp.pi)
-        return -jnp.mean(jnp.sum(log_prob, axis=-1))
+        return -jnp.sum(log_prob if mask is None else jnp.where(mask, log_prob, 0.0), axis=-1)
 
-    def mse(params, states, actions):
+    def mse(params, states, actions, mask):
         mean, _ = network.apply(params, states)
-        return jnp.mean(jnp.sum(jnp.square(mean - actions), axis=-1))
+        error = jnp.square(mean - actions)
+        return jnp.sum(error if mask is None else jnp.where(mask, error, 0.0), axis=-1)
 
-    def cross_entropy(params, states, labels):
+    def cross_entropy(params, states, labels, mask):
         logits = network.apply(params, states)
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+        if mask is not None:  # padded classes get no probability
+            logits = jnp.where(mask, logits, -1e9)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
     return {"gaussian_nll": gaussian_nll, "mse": mse, "cross_entropy": cross_entropy}[loss]
 
 
-def make_train(recipe: Recipe, obs_dim: int, action_dim: int, discrete: bool):
-    """Return ``train(key, states, targets) -> (params, final_loss)``, pure and jittable."""
+def make_loss(network, loss: str):
+    """``loss_fn(params, states, targets) -> scalar``, averaged over the dataset."""
+    import jax.numpy as jnp
+
+    pair_losses = _pair_losses(network, loss)
+    return lambda params, states, targets: jnp.mean(pair_losses(params, states, targets, None))
+
+
+def make_masked_loss(network, loss: str):
+    """``loss_fn(params, states, (targets, mask, weights)) -> scalar``: the ``weights``-weighted sum
+    of each pair's loss over the outputs ``mask`` marks real (padded outputs of a multi-task head)."""
+    import jax.numpy as jnp
+
+    pair_losses = _pair_losses(network, loss)
+
+    def loss_fn(params, states, targets):
+        actions, mask, weights = targets
+        return jnp.sum(weights * pair_losses(params, states, actions, mask))
+
+    return loss_fn
+
+
+def make_train(recipe: Recipe, obs_dim: int, action_dim: int, discrete: bool, masked: bool = False):
+    """Return ``train(key, states, targets) -> (params, final_loss)``, pure and jittable.
+
+    ``masked``: targets are ``(targets, mask, weights)`` and the loss is :func:`make_masked_loss`'s."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -111,7 +139,7 @@ def make_train(recipe: Recipe, obs_dim: int, action_dim: int, discrete: bool):
         raise ValueError(f"loss {recipe.loss!r} does not fit {kind} actions")
     network = make_network(recipe.arch, action_dim, discrete)
     optimizer = make_optimizer(recipe)
-    loss_fn = make_loss(network, recipe.loss)
+    loss_fn = (make_masked_loss if masked else make_loss)(network, recipe.loss)
 
     def train(key, states, targets):
         params = network.init(key, jnp.zeros((obs_dim,), jnp.float32))

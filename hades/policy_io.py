@@ -61,10 +61,7 @@ class Policy:
         return meta
 
     def to_bytes(self) -> bytes:
-        from flax.traverse_util import flatten_dict
-
-        tensors = {_PARAM_PREFIX + name: np.asarray(value, np.float32)
-                   for name, value in flatten_dict(self.params, sep="/").items()}
+        tensors = param_tensors(self.params)
         if self.obs_mean is not None:
             tensors["obs_mean"] = np.asarray(self.obs_mean, np.float32)
             tensors["obs_var"] = np.asarray(self.obs_var, np.float32)
@@ -74,8 +71,6 @@ class Policy:
         """The model card's front matter: tags, the dataset it was trained on, and its evaluation
         as a ``model-index`` the way huggingface_sb3 writes one (task reinforcement-learning, the
         env id as the dataset, ``mean_reward`` as "mean +/- std" over the completed episodes)."""
-        from huggingface_hub import EvalResult
-
         from hades.policy import format_arch
 
         meta = self.metadata()
@@ -88,33 +83,20 @@ class Policy:
             data["datasets"] = [repo]
         evaluation = self.info.get("evaluation") or {}
         if isinstance(evaluation.get("mean_return"), (int, float)):
-            value = f"{evaluation['mean_return']:.2f} +/- {float(evaluation.get('std_return') or 0.0):.2f}"
             data["model_name"] = f"{self.env} {format_arch(self.recipe.arch)} policy"
-            data["eval_results"] = [EvalResult(
-                task_type="reinforcement-learning", task_name="reinforcement-learning", dataset_type=self.env,
-                dataset_name=self.env, metric_type="mean_reward", metric_name="mean_reward", metric_value=value)]
+            data["eval_results"] = [reward_result(self.env, evaluation)]
         return data
 
     def save(self, folder: str | Path, extra_files: dict[str, Path] | None = None) -> Path:
         """Write ``policy.safetensors`` and the model card into ``folder``, atomically.
 
         ``extra_files`` (name -> file) go in beside them; ``replay.gif`` and ``replay.mp4`` show on the card."""
-        folder = Path(folder)
-        data = self.to_bytes()
-        sha256 = verify_checksum(data, None, "policy")
-        card_data = self.card_data(sha256)
-        replay = [name for name in (REPLAY_GIF, REPLAY_MP4) if name in (extra_files or {})]
-        with atomic_dir(folder) as tmp:
-            (tmp / POLICY_FILE).write_bytes(data)
-            for name, source in (extra_files or {}).items():
-                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / name).write_bytes(Path(source).read_bytes())
-            (tmp / CARD_FILE).write_text(render_card("policy", card_data, meta=card_data["hades"], replay=replay),
-                                         encoding="utf-8")
-        return folder
+        return write_policy_folder(folder, self.to_bytes(), self.card_data, "policy", extra_files)
 
     @classmethod
     def load(cls, path: str | Path) -> "Policy":
+        """Load and verify a policy folder or file; one trained for several envs comes back as a
+        :class:`hades.multitask_policy.MultiTaskPolicy`."""
         from flax.traverse_util import unflatten_dict
 
         path = Path(path)
@@ -132,16 +114,53 @@ class Policy:
             raise FormatError(f"{path} holds a {meta.get('kind')!r}, not a policy")
         params = unflatten_dict({name[len(_PARAM_PREFIX):]: value for name, value in tensors.items()
                                  if name.startswith(_PARAM_PREFIX)}, sep="/")
-        env = meta["env"]
-        info = {key: value for key, value in meta.items()
-                if key not in ("format_version", "kind", "env", "normalization", "recipe", "sha256")}
-        info["backend"] = env.get("backend")
         try:
             recipe = Recipe.from_dict(meta["recipe"])
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{path}: its recipe metadata is malformed ({exc})") from None
+        if "tasks" in meta:  # one policy for several envs
+            from hades.multitask_policy import MultiTaskPolicy
+
+            return MultiTaskPolicy.from_parts(params, recipe, tensors, meta, str(path))
+        env = meta["env"]
+        info = {key: value for key, value in meta.items()
+                if key not in ("format_version", "kind", "env", "normalization", "recipe", "sha256")}
+        info["backend"] = env.get("backend")
         return cls(params, env["id"], recipe, meta.get("normalization", "none"),
                    tensors.get("obs_mean"), tensors.get("obs_var"), info)
+
+
+def param_tensors(params) -> dict[str, np.ndarray]:
+    """A flax parameter tree as the ``params/...`` tensors of ``policy.safetensors``."""
+    from flax.traverse_util import flatten_dict
+
+    return {_PARAM_PREFIX + name: np.asarray(value, np.float32) for name, value in flatten_dict(params, sep="/").items()}
+
+
+def reward_result(env: str, evaluation: dict):
+    """A ``model-index`` entry as huggingface_sb3 writes one: task reinforcement-learning, the env
+    id as the dataset, ``mean_reward`` as "mean +/- std" of the completed episodes."""
+    from huggingface_hub import EvalResult
+
+    value = f"{evaluation['mean_return']:.2f} +/- {float(evaluation.get('std_return') or 0.0):.2f}"
+    return EvalResult(task_type="reinforcement-learning", task_name="reinforcement-learning", dataset_type=env,
+                      dataset_name=env, metric_type="mean_reward", metric_name="mean_reward", metric_value=value)
+
+
+def write_policy_folder(folder: str | Path, data: bytes, card_data, template: str,
+                        extra_files: dict[str, Path] | None = None) -> Path:
+    """Write ``policy.safetensors`` (``data``), ``extra_files`` and the card rendered from
+    ``cards/{template}_card.md`` with ``card_data(sha256)`` into ``folder``, atomically."""
+    folder = Path(folder)
+    card = card_data(verify_checksum(data, None, "policy"))
+    replay = [name for name in (REPLAY_GIF, REPLAY_MP4) if name in (extra_files or {})]
+    with atomic_dir(folder) as tmp:
+        (tmp / POLICY_FILE).write_bytes(data)
+        for name, source in (extra_files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(Path(source).read_bytes())
+        (tmp / CARD_FILE).write_text(render_card(template, card, meta=card["hades"], replay=replay), encoding="utf-8")
+    return folder
 
 
 def hub_dataset_repo(identifier) -> str | None:
@@ -175,17 +194,26 @@ class PolicyEvaluation(ReturnStats):
 
 def evaluate_policy(policy: Policy, protocol, num_runs: int = 1, first_seed: int = 0) -> PolicyEvaluation:
     """Evaluate one saved policy ``num_runs`` times (different env and action noise)."""
-    import jax
-
     from hades.evaluate import make_evaluate
-    from hades.trainfrom import seed_keys
 
     evaluate = make_evaluate(policy.env_spec, policy.recipe.arch, protocol, policy.normalization,
                              policy.info.get("backend"))
-    obs_mean, obs_var = policy.normalization_arrays()
-    params = jax.tree.map(np.asarray, policy.params)
+    return run_evaluations(evaluate, policy.params, policy.normalization_arrays(), policy.env, protocol,
+                           num_runs, first_seed)
+
+
+def run_evaluations(evaluate, params, stats: tuple, env: str, protocol, num_runs: int,
+                    first_seed: int) -> PolicyEvaluation:
+    """``evaluate(params, key, obs_mean, obs_var)`` (from :func:`hades.evaluate.make_evaluate`) run
+    ``num_runs`` times, from the keys of seeds ``first_seed``, ``first_seed + 1``, ..."""
+    import jax
+
+    from hades.trainfrom import seed_keys
+
+    obs_mean, obs_var = stats
+    params = jax.tree.map(np.asarray, params)
     run = jax.jit(jax.vmap(lambda key: evaluate(params, key, obs_mean, obs_var)))
     metrics = run(seed_keys(list(range(first_seed, first_seed + num_runs))))
-    return PolicyEvaluation(policy.env, protocol, tuple(np.asarray(metrics["mean_return"], float).tolist()),
+    return PolicyEvaluation(env, protocol, tuple(np.asarray(metrics["mean_return"], float).tolist()),
                             tuple(int(count) for count in np.asarray(metrics["episodes"])),
                             tuple(np.asarray(metrics["return_std"], float).tolist()))

@@ -160,6 +160,29 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
                           capture_output=True, text=True, timeout=timeout)
 
 
+def cli_env(root: Path) -> dict:
+    """The environment of a CLI subprocess: its own HADES_HOME and HF cache under ``root``, offline."""
+    env = dict(os.environ)
+    env["HADES_HOME"] = str(root / "hades-home")
+    env["HF_HOME"] = str(root / "hf-home")
+    env["HF_HUB_OFFLINE"] = "1"
+    for name in ("HADES_REGISTRY", "HADES_DEBUG", "HF_ENDPOINT", "HF_TOKEN"):
+        env.pop(name, None)
+    return env
+
+
+def assert_one_line_error(proc, *fragments: str) -> str:
+    """A CLI run that failed as bad input must: exit code 1, one line on stderr holding ``fragments``, no stdout."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
 def dataset_from_reference_json(path: Path):
     """A ``hades.Dataset`` built from one published result file (``reference/iclr2024/*.json``)."""
     import json

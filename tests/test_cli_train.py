@@ -11,21 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import make_breakout_dataset, make_hopper_dataset, run_cli
+from conftest import assert_one_line_error, cli_env, make_breakout_dataset, make_hopper_dataset, run_cli
 
 from hades.formats import sha256_file, tensors_to_bytes
 
 TINY = ["--steps", "20", "--seeds", "2", "--envs", "2", "--eval-steps", "50"]
-
-
-def _env(root: Path) -> dict:
-    env = dict(os.environ)
-    env["HADES_HOME"] = str(root / "hades-home")
-    env["HF_HOME"] = str(root / "hf-home")
-    env["HF_HUB_OFFLINE"] = "1"
-    for name in ("HADES_REGISTRY", "HADES_DEBUG", "HF_ENDPOINT", "HF_TOKEN"):
-        env.pop(name, None)
-    return env
 
 
 def _front_matter(card: Path) -> dict:
@@ -67,7 +57,7 @@ def _check_eval(result: dict, runs: int) -> None:
 @pytest.fixture(scope="module")
 def breakout_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("breakout-cli")
-    env = _env(root)
+    env = cli_env(root)
     dataset = make_breakout_dataset(seed=3)
     folder = dataset.save(root / "dataset")
     out = root / "out" / "policies"
@@ -107,21 +97,10 @@ def test_eval_refuses_a_tampered_policy(breakout_run, tmp_path):
     data[-1] ^= 0x01
     (policy / "policy.safetensors").write_bytes(bytes(data))
     proc = run_cli("eval", policy, "--eval-steps", "50", "--envs", "2", env=breakout_run["env"], cwd=tmp_path)
-    _assert_one_line_error(proc, "sha256")
+    assert_one_line_error(proc, "sha256")
 
 
 # -- bad input: one line, exit code 1, nothing written ----------------------------------------------
-
-def _assert_one_line_error(proc, *fragments: str) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 1, (proc.returncode, proc.stderr)
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in proc.stderr
-    assert proc.stdout == ""
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
 
 def _raw(path: Path, states, actions, meta: dict) -> Path:
     path.write_bytes(tensors_to_bytes({"states": np.asarray(states), "actions": np.asarray(actions)}, meta))
@@ -171,14 +150,14 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
 
 
 def test_bad_inputs_fail_with_one_line(tmp_path):
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     cases = _bad_inputs(tmp_path)
     failures = []
     for name, (args, fragment) in cases.items():
         out = tmp_path / "out" / name.replace(" ", "-")
         proc = run_cli("train-from", *args, *TINY, "--json", "--save", out, env=env, cwd=tmp_path)
         try:
-            _assert_one_line_error(proc, fragment)
+            assert_one_line_error(proc, fragment)
             assert not out.exists() and not (tmp_path / "out").exists()
         except AssertionError as exc:
             failures.append(f"{name}: {exc}")
@@ -188,36 +167,36 @@ def test_bad_inputs_fail_with_one_line(tmp_path):
 
 
 def test_eval_bad_inputs_fail_with_one_line(tmp_path):
-    env = _env(tmp_path)
-    _assert_one_line_error(run_cli("eval", tmp_path / "nothing", env=env, cwd=tmp_path), "does not exist")
+    env = cli_env(tmp_path)
+    assert_one_line_error(run_cli("eval", tmp_path / "nothing", env=env, cwd=tmp_path), "does not exist")
     folder = make_hopper_dataset().save(tmp_path / "dataset")
-    _assert_one_line_error(run_cli("eval", folder, env=env, cwd=tmp_path), "not a policy")
+    assert_one_line_error(run_cli("eval", folder, env=env, cwd=tmp_path), "not a policy")
 
 
 def test_save_into_a_file_fails_before_training(tmp_path):
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     folder = make_breakout_dataset().save(tmp_path / "dataset")
     blocker = tmp_path / "taken"
     blocker.write_text("not a folder")
     for target in (blocker, blocker / "policies"):
         proc = run_cli("train-from", folder, "--arch", "8:relu", *TINY, "--save", target, env=env, cwd=tmp_path)
-        _assert_one_line_error(proc, "is a file, not a folder")
+        assert_one_line_error(proc, "is a file, not a folder")
         assert blocker.read_text() == "not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "taken"]
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a /proc file system to refuse writes")
 def test_save_that_cannot_be_written_leaves_nothing(tmp_path):
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     folder = make_breakout_dataset().save(tmp_path / "dataset")
     target = Path("/proc") / f"hades-test-{os.getpid()}" / "policies"
     proc = run_cli("train-from", folder, "--arch", "8:relu", *TINY, "--json", "--save", target, env=env, cwd=tmp_path)
-    _assert_one_line_error(proc, "cannot write the policies under", str(target))
+    assert_one_line_error(proc, "cannot write the policies under", str(target))
     assert not target.parent.exists()
 
 
 def test_table_output(tmp_path):
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     folder = make_breakout_dataset(seed=4).save(tmp_path / "dataset")
     proc = run_cli("train-from", folder, "--arch", "8:relu", *TINY, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -230,7 +209,7 @@ def test_table_output(tmp_path):
 
 @pytest.mark.slow  # two fresh processes each compile the brax physics (about a minute each on 2 cores)
 def test_hopper_train_from_save_and_eval(tmp_path):
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     dataset = make_hopper_dataset(seed=5)
     folder = dataset.save(tmp_path / "dataset")
     out = tmp_path / "policies"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -67,7 +67,11 @@ def _recipe(base, arch, lr, steps, loss, max_grad_norm):
 
 @app.command("train-from")
 def train_from_command(
-    dataset: str = typer.Argument(..., help="Catalogue name, hf://datasets/ORG/NAME[@REV], file:// hub id, or a dataset folder/file."),
+    datasets: List[str] = typer.Argument(..., metavar="DATASET...",
+                                         help="Catalogue name, hf://datasets/ORG/NAME[@REV], file:// hub id, or a dataset "
+                                              "folder/file; several (one per env) with --multitask."),
+    multitask: bool = typer.Option(False, "--multitask", help="Train one policy on the union of the datasets (one per env) "
+                                                              "and score it on every env, beside single-task policies."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Policy architecture, e.g. 512,512:tanh or 3x256:relu:lecun. Default: the card's recipe."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate. Default: the card's recipe."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Full-batch gradient steps. Default: the card's recipe."),
@@ -95,10 +99,21 @@ def train_from_command(
       hades train-from hf://datasets/ORG/NAME@v1 --lr 3e-3 --steps 400 --episodes 8 --greedy --save policies/
 
       hades train-from breakout-16 --video rollout.gif --save policies/
+
+      hades train-from hopper-4pairs walker2d-4pairs halfcheetah-64pairs --multitask --arch 2x256:tanh --steps 400
     """
     from hades.registry import open_dataset
     from hades.trainfrom import train_from
 
+    if multitask or len(datasets) > 1:
+        if not multitask:
+            raise SpecError(f"train-from takes one dataset, got {len(datasets)}: give --multitask to train one "
+                            "policy on all of them")
+        from hades.cli.multitask import train_multitask_command
+
+        return train_multitask_command(datasets, (arch, lr, steps, loss, max_grad_norm), seeds, first_seed,
+                                       (envs, eval_steps, episodes, greedy), backend, as_json, save, video)
+    dataset = datasets[0]
     data = open_dataset(dataset)
     recipe = _recipe(data.recipe, arch, lr, steps, loss, max_grad_norm)
     if recipe.loss == "cross_entropy" and not data.env_spec.discrete or recipe.loss != "cross_entropy" and data.env_spec.discrete:
@@ -202,6 +217,7 @@ def eval_command(
     eval_steps: Optional[int] = typer.Option(None, "--eval-steps", min=1),
     episodes: Optional[int] = typer.Option(None, "--episodes", min=1),
     greedy: bool = typer.Option(False, "--greedy", help="Act with the mean/argmax instead of sampling."),
+    env: Optional[str] = typer.Option(None, "--env", help="The env to evaluate a multi-task policy on (default: every task)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ):
     """Evaluate a saved policy again.
@@ -211,11 +227,22 @@ def eval_command(
       hades eval policies/seed0 --runs 4
 
       hades eval hf://models/ORG/NAME@v1 --episodes 8 --greedy --json
+
+      hades eval multitask/seed0 --env walker2d
     """
     from hades.policy_io import Policy, evaluate_policy
     from hades.registry import resolve
 
     loaded = Policy.load(resolve(policy))
+    if not isinstance(loaded, Policy):  # a multi-task policy
+        from hades.cli.multitask import eval_multitask
+
+        return eval_multitask(loaded, policy, env, runs, (envs, eval_steps, episodes, greedy), as_json)
+    if env is not None:
+        from hades.envs import get_env_spec
+
+        if get_env_spec(env).name != loaded.env:
+            raise SpecError(f"{policy} is a {loaded.env} policy; it cannot be evaluated on {get_env_spec(env).name}")
     protocol = _protocol(loaded.env_spec, envs, eval_steps, episodes, greedy)
     with _progress_bar("eval") as bar:
         bar.add_task(f"compiling + evaluating ({loaded.env})", total=None)
