@@ -335,6 +335,9 @@ def test_cli_validation_writes_its_scores_and_names_the_kept_generation(tmp_path
                      "--validate-every", "2", "--validate-seeds", "2", "--final-seeds", "0",
                      "--final-eval-envs", "2", "--final-eval-steps", "50", "--out", out)
     assert result.returncode == 0, result.stderr
+    # not a terminal: a plain progress line after every chunk instead of a live bar
+    progress = [line for line in result.stderr.splitlines() if line.startswith("gen ")]
+    assert [line.split()[1] for line in progress] == ["2/4", "4/4"] and "validated" in progress[-1], result.stderr
     with open(out / VALIDATION_CSV, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["generation"]) for row in rows] == [2, 4]

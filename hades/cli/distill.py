@@ -204,6 +204,8 @@ _FLAG_HINTS = {OutputInUseError: "pass --resume to continue it or pick another -
 
 def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int, final_protocol=None,
          start=None, start_source: str | None = None, validation=None) -> None:
+    import time
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -218,27 +220,44 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
     index, lead = jax.process_index(), is_lead_process()
     columns = (TextColumn("gen"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[stats]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    bar = Progress(*columns, console=console)
+    # On a terminal a live bar; in a log file or CI a plain line after every chunk of generations.
+    bar = Progress(*columns, console=console, disable=not console.is_terminal)
     task = None
+    spinner = None
+    started = time.perf_counter()
 
     def on_progress(progress):
         nonlocal task
         if task is None:  # the run has started: settings, output folder and checkpoint are good
             console.print(f"distilling {config.env}, {config.pairs} pairs, {config.method}/{config.strategy}, population "
-                          f"{config.population_size} on {len(jax.devices())} {jax.default_backend()} device(s){hosts} -> {out}")
+                          f"{config.population_size} on {len(jax.devices())} {jax.default_backend()} device(s){hosts} -> {out}",
+                          soft_wrap=True)
             bar.start()
             task = bar.add_task("distill", total=config.num_generations, stats="compiling")
         stats = f"mean {progress.mean:.1f} best {progress.best:.1f}" if progress.generation else "compiling"
         if progress.validation is not None:
             stats += f" validated {progress.validation:.1f}"
         bar.update(task, completed=progress.generation, stats=stats)
+        if not console.is_terminal and progress.generation:
+            console.print(f"gen {progress.generation}/{progress.total} {stats} "
+                          f"({time.perf_counter() - started:.0f} s)", highlight=False, soft_wrap=True)
 
     def on_stage(stage: str):
+        nonlocal spinner
         bar.stop()
+        if spinner is not None:
+            spinner.stop()
         if stage == STAGE_EVALUATE:
             protocol = final_protocol or EvalProtocol()
-            console.print(f"final evaluation: {final_seeds} fresh inits, recipe from the card, "
-                          f"{protocol.num_envs} envs x {protocol.num_steps} steps")
+            text = (f"final evaluation: {final_seeds} fresh inits, recipe from the card, "
+                    f"{protocol.num_envs} envs x {protocol.num_steps} steps")
+        else:
+            text = f"writing {out} (card, fitness.png, states.png, parquet)"
+        if console.is_terminal:
+            spinner = console.status(text)
+            spinner.start()
+        elif stage == STAGE_EVALUATE:
+            console.print(text, soft_wrap=True)
 
     if not lead:
         # The other processes compute; process 0 shows progress and writes every file.
@@ -251,6 +270,8 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
         raise type(exc)(f"{exc}; {_FLAG_HINTS[type(exc)]}") from None
     finally:
         bar.stop()
+        if spinner is not None:
+            spinner.stop()
     if not lead:
         Console().print(f"process {index} done")
         return
