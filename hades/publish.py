@@ -213,6 +213,8 @@ def hades_f_init(dataset: Dataset) -> tuple[int, bool] | None:
     if not isinstance(method, dict) or method.get("name") != "hades-f":
         return None
     converted = (dataset.info.get("provenance") or {}).get("converted_by") == "hades convert"
+    if converted and "/virtual_batch_norm/" in f"/{method.get('run') or ''}/":
+        return None  # that run's network had virtual batch norm: its init is not one of our MLPs
     seed = method.get("overfit_seed") if converted else (method.get("config") or {}).get("fixed_init_seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
         return None
