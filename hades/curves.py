@@ -22,7 +22,8 @@ from hades.pictures import write_atomic
 
 def fitness_plot(csv_path_or_rows: str | Path | Iterable[Mapping[str, Any]], path: str | Path,
                  title: str | None = None, validation: Iterable[Mapping[str, Any]] | None = None,
-                 selected: int | None = None) -> Path:
+                 selected: int | None = None, reference: float | None = None,
+                 reference_label: str = "paper") -> Path:
     """Plot a distillation fitness curve (PNG): the population mean, with max and min when present.
 
     Takes a CSV file or rows (mappings) with a ``generation`` column and ``mean``, ``max``,
@@ -30,13 +31,21 @@ def fitness_plot(csv_path_or_rows: str | Path | Iterable[Mapping[str, Any]], pat
     converted run (:data:`hades.files.FITNESS_CURVE_COLUMNS`).
     ``validation``: rows (generation, mean, std) scoring the ES mean itself with fresh inits,
     drawn as points with error bars; ``selected`` marks the generation the run kept.
+    With an ``env_steps`` column the x axis is search env steps (the cost a reader compares runs
+    by), else generations. ``reference`` draws a published figure as a horizontal line.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     path = Path(path)
     columns = _fitness_columns(csv_path_or_rows)
-    generation = columns["generation"]
+    by_steps = "env_steps" in columns
+    generation = columns["env_steps"] if by_steps else columns["generation"]
+
+    def at(generations):  # a generation's place on the x axis
+        values = np.asarray(generations, dtype=np.float64)
+        return np.interp(values, columns["generation"], columns["env_steps"]) if by_steps else values
+
     figure = Figure(figsize=(6.4, 4.0), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
@@ -50,12 +59,15 @@ def fitness_plot(csv_path_or_rows: str | Path | Iterable[Mapping[str, Any]], pat
         axes.plot(generation, columns["min"], color="tab:blue", linewidth=0.8, alpha=0.6, label="min")
     rows = list(validation or [])
     if rows:
-        axes.errorbar([row["generation"] for row in rows], [row["mean"] for row in rows],
+        axes.errorbar(at([row["generation"] for row in rows]), [row["mean"] for row in rows],
                       yerr=[row.get("std", 0.0) for row in rows], fmt="o", markersize=3, color="tab:green",
                       elinewidth=0.8, label="ES mean, fresh inits")
     if selected is not None:
-        axes.axvline(selected, color="tab:green", linestyle="--", linewidth=1.0, label=f"kept (gen {selected})")
-    axes.set_xlabel("generation")
+        axes.axvline(float(at([selected])[0]), color="tab:green", linestyle="--", linewidth=1.0,
+                     label=f"kept (gen {selected})")
+    if reference is not None:
+        axes.axhline(reference, color="tab:red", linestyle=":", linewidth=1.2, label=f"{reference_label}: {reference:g}")
+    axes.set_xlabel("search env steps" if by_steps else "generation")
     axes.set_ylabel("fitness (return)")
     axes.set_title(title or "distillation fitness")
     axes.grid(True, alpha=0.3)

@@ -40,4 +40,5 @@ FITNESS_CURVE_COLUMNS = {
     "mean": ("mean", "mean_fitness"),
     "max": ("max", "max_fitness"),
     "min": ("min",),
+    "env_steps": ("env_steps",),
 }

@@ -30,6 +30,19 @@ _PATTERN = re.compile(
     r"(?P<sweep>sweep_D/)?(?P<family>brax|minatar)/(?:(?:no_)?virtual_batch_norm/)?(?P<kind>distill|overfit)/"
     r"(?P<env>[A-Za-z0-9_-]+)/D(?P<pairs>\d+)/(?:greedy_act(?P<greedy>True|False)/)?seed(?P<seed>\d+)/data_final\.pkl")
 
+# The paper's published returns (final population mean fitness, mean of its 3 seeds) by (env, pairs, method).
+PAPER_RETURNS = {
+    ("hopper", 4, "hades-r"): 1745.0, ("hopper", 4, "hades-f"): 1803.0,
+    ("hopper", 64, "hades-r"): 1787.0, ("hopper", 64, "hades-f"): 1836.0,
+    ("walker2d", 64, "hades-r"): 2438.0, ("halfcheetah", 64, "hades-r"): 3318.0,
+}
+
+
+def paper_return(env: str, pairs: int, method: str | None) -> float | None:
+    """The paper's figure for this env, dataset size and method, when it reports one."""
+    return PAPER_RETURNS.get((env, int(pairs), method or "hades-r"))
+
+
 # What differs between the original runs and a re-measurement here, said on every card that falls short.
 NOTES = {
     "brax": ("The original runs simulated with brax 0.9 and recorded the mean over 2048 perturbed candidates; "

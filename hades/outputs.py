@@ -30,6 +30,18 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: Iterable[dict]) -> Pat
     return path
 
 
+def paper_figure(dataset: Dataset) -> float | None:
+    """The paper's return for the dataset's env, configured size and method (None when it reports none)."""
+    from hades.iclr2024 import paper_return
+
+    method = dataset.info.get("method") if isinstance(dataset.info.get("method"), dict) else {}
+    pairs = (method.get("config") or {}).get("pairs", dataset.pairs)
+    try:
+        return paper_return(dataset.env, int(pairs), method.get("name"))
+    except (TypeError, ValueError):
+        return None
+
+
 def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], validation_history: list[dict] = (),
                   evaluation: dict | None = None, pictures: bool = True) -> Path:
     """Write the dataset folder (card, fitness.csv, fitness.png, states.png, scores.csv) into ``out``.
@@ -50,9 +62,11 @@ def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], valida
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".staging", dir=out.parent) as staging:
         tmp = Path(staging)
         csv_path = write_csv(tmp / FITNESS_CSV, FITNESS_COLUMNS, history)
-        selected = (dataset.info.get("method") or {}).get("selected") or {}
+        method = dataset.info.get("method") or {}
+        selected = method.get("selected") or {}
         plot = fitness_plot(csv_path, tmp / FITNESS_PLOT, validation=validation_history,
-                            selected=selected.get("generation"))
+                            selected=selected.get("generation"), reference=paper_figure(dataset),
+                            title=f"{dataset.env}, {dataset.pairs} pairs, {method.get('name') or 'hades'}")
         extra = {FITNESS_CSV: csv_path, FITNESS_PLOT: plot}
         if validation_history:
             extra[VALIDATION_CSV] = write_csv(tmp / VALIDATION_CSV, VALIDATION_COLUMNS, validation_history)

@@ -244,3 +244,21 @@ def test_fitness_plot_refuses_bad_input(tmp_path):
     with pytest.raises(NotFoundError):
         curves.fitness_plot(tmp_path / "missing.csv", tmp_path / "a.png")
     assert not (tmp_path / "a.png").exists()
+
+
+def test_fitness_plot_runs_on_env_steps_with_the_papers_figure(tmp_path):
+    from conftest import make_hopper_dataset
+
+    from hades.curves import fitness_plot
+    from hades.outputs import paper_figure
+
+    rows = [{"generation": g, "mean": 10.0 * g, "max": 12.0 * g, "min": 8.0 * g, "env_steps": 64000 * g} for g in range(1, 21)]
+    plain = fitness_plot([{k: v for k, v in row.items() if k != "env_steps"} for row in rows], tmp_path / "plain.png")
+    steps = fitness_plot(rows, tmp_path / "steps.png", validation=[{"generation": 10, "mean": 90.0, "std": 4.0}],
+                         selected=10, reference=1745.0)
+    assert steps.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and steps.read_bytes() != plain.read_bytes()
+    dataset = make_hopper_dataset()
+    ours = dataset.replace(info={**dataset.info, "method": {"name": "hades-r", "config": {"pairs": 4}}})
+    assert paper_figure(ours) == 1745.0
+    assert paper_figure(ours.replace(info={**ours.info, "method": {"name": "hades-f", "config": {"pairs": 4}}})) == 1803.0
+    assert paper_figure(make_hopper_dataset(pairs=5)) is None
