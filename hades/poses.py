@@ -87,6 +87,20 @@ def _estimate_observation_stats(env_name: str, backend: str, steps: int, num_env
     return np.asarray(mean, np.float64), np.asarray(var, np.float64)
 
 
+def drawn_dims(env_name: str, obs_dim: int, nq: int) -> str:
+    """Which observation dims a pose picture shows (positions) and which it cannot (the rest)."""
+    if env_name in _ROOT_DROPPED:
+        shown = nq - _ROOT_DROPPED[env_name]
+    elif env_name == "reacher":
+        shown = 6  # joint angles as cos/sin, and the target's x, y
+    elif env_name == "inverted_double_pendulum":
+        shown = 5  # cart position, hinge angles as sin/cos
+    else:
+        return ""
+    rest = f", not {shown}-{obs_dim - 1}" if shown < obs_dim else ""
+    return f"drawn: obs dims 0-{shown - 1} (positions){rest}"
+
+
 def brax_poses(env_name: str, obs: np.ndarray, mj_model) -> tuple[np.ndarray, np.ndarray]:
     """Joint positions and velocities (q, qd) that produce raw observations ``obs`` [N, obs_dim].
 

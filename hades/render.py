@@ -25,7 +25,7 @@ from hades.dataset import Dataset
 from hades.envs import NORM_EPS, EnvSpec
 from hades.errors import HadesError, SpecError
 from hades.pictures import caption_frame, check_size, compose_grid, save_gif, save_mp4, save_png
-from hades.poses import RENDERABLE_BRAX_ENVS, brax_poses, raw_observations
+from hades.poses import RENDERABLE_BRAX_ENVS, brax_poses, drawn_dims, raw_observations
 
 # MinAtar: what each observation channel holds (gymnax's layout) and the names of the actions.
 MINATAR_CHANNELS = {
@@ -70,13 +70,17 @@ def render_states(dataset: Dataset, path: str | Path, width: int = 160, height: 
 
         return render_images(dataset, path, columns)
     raw, note = raw_observations(dataset)
+    lines = [f"{spec.name}: {dataset.pairs} synthetic states, {dataset.normalization} normalisation"]
     if spec.library == "brax":
         images = _render_brax_poses(spec, dataset.backend, raw, width, height)
+        lines.append(drawn_dims(spec.name, spec.obs_dim, int(_brax_env(spec, dataset.backend).sys.mj_model.nq)))
     else:
         images = [_minatar_image(spec, obs, width, height) for obs in raw]
+        lines.append(f"drawn: every obs dim ({'x'.join(map(str, spec.obs_shape))})")
     captions = [_state_caption(spec, index, dataset.actions[index]) for index in range(dataset.pairs)]
-    title = f"{spec.name}: {dataset.pairs} synthetic states, {dataset.normalization} normalisation"
-    lines = [title] + ([note] if note else [])
+    if not spec.discrete and np.any(np.abs(dataset.actions) > 1.0):
+        lines.append("* = action outside [-1, 1] (clipped)")
+    lines += [note] if note else []
     grid = compose_grid(images, captions, lines, columns, _legend(spec))
     return save_png(grid, path)
 
@@ -348,5 +352,5 @@ def _state_caption(spec: EnvSpec, index: int, action) -> tuple[str, str]:
         names = MINATAR_ACTIONS.get(spec.name)
         name = f" ({names[label]})" if names and label < len(names) else ""
         return f"#{index}", f"action {label}{name}"
-    values = ", ".join(f"{float(v):+.2f}" for v in np.asarray(action).reshape(-1))
+    values = ", ".join(f"{float(v):+.2f}" + ("*" if abs(float(v)) > 1.0 else "") for v in np.asarray(action).reshape(-1))
     return f"#{index}", f"a = [{values}]"

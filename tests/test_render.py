@@ -262,3 +262,15 @@ def test_fitness_plot_runs_on_env_steps_with_the_papers_figure(tmp_path):
     assert paper_figure(ours) == 1745.0
     assert paper_figure(ours.replace(info={**ours.info, "method": {"name": "hades-f", "config": {"pairs": 4}}})) == 1803.0
     assert paper_figure(make_hopper_dataset(pairs=5)) is None
+
+
+def test_states_picture_says_which_dims_it_draws_and_marks_clipped_actions():
+    import numpy as np
+
+    from hades.envs import get_env_spec
+    from hades.poses import drawn_dims
+    from hades.render import _state_caption
+
+    assert drawn_dims("hopper", 11, 6) == "drawn: obs dims 0-4 (positions), not 5-10"
+    assert drawn_dims("reacher", 11, 4) == "drawn: obs dims 0-5 (positions), not 6-10"
+    assert _state_caption(get_env_spec("hopper"), 0, np.array([0.5, -1.5, 2.0]))[1] == "a = [+0.50, -1.50*, +2.00*]"
