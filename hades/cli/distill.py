@@ -54,7 +54,7 @@ def distill_command(
     checkpoint_every: int = typer.Option(10, "--checkpoint-every", min=1, help="Generations per jitted chunk and checkpoint."),
     devices: Optional[int] = typer.Option(None, "--devices", min=1, help="Devices to shard the population over (default: all; on CPU one per core)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the settings, their cost in env steps and what --out holds; run nothing."),
-    as_json: bool = typer.Option(False, "--json", help="With --dry-run: print one JSON object."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: the plan (--dry-run) or the run's result."),
     final_seeds: int = typer.Option(8, "--final-seeds", min=0, help="Fresh inits for the final evaluation (0 skips it)."),
     final_eval_envs: int = typer.Option(4, "--final-eval-envs", min=1, help="Envs per policy in the final evaluation."),
     final_eval_steps: int = typer.Option(1024, "--final-eval-steps", min=1, help="Env steps per policy in the final evaluation."),
@@ -84,9 +84,6 @@ def distill_command(
     if is_image_task(env):  # supervised dataset distillation (ENV names an image set)
         return distill_images_command(**options)
     from hades.multihost import configure_devices, initialize_distributed
-
-    if as_json and not dry_run:
-        raise SpecError("--json only goes with --dry-run (a run reports progress, not JSON)")
 
     configure_devices(devices)
 
@@ -141,7 +138,8 @@ def distill_command(
         return
     # Settings are checked first, so a bad option fails fast instead of after joining the other hosts.
     initialize_distributed(coordinator, num_processes, process_id)
-    _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol, start, init_from, validation)
+    _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol, start, init_from, validation,
+         as_json=as_json)
 
 
 def _population(text: str) -> int | None:
@@ -203,7 +201,7 @@ _FLAG_HINTS = {OutputInUseError: "pass --resume to continue it or pick another -
 
 
 def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int, final_protocol=None,
-         start=None, start_source: str | None = None, validation=None) -> None:
+         start=None, start_source: str | None = None, validation=None, as_json: bool = False) -> None:
     import time
 
     from rich.console import Console
@@ -276,6 +274,12 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
         Console().print(f"process {index} done")
         return
     selected, evaluation = result.selected, result.evaluation
+    if as_json:  # progress went to stderr; stdout holds the result alone
+        import json
+
+        print(json.dumps({"out": str(out), "sha256": result.dataset.sha256, "generations": result.generations,
+                          "env_steps": result.env_steps, "selected": selected, "evaluation": evaluation}, indent=1))
+        return
     summary = f"wrote {out}"
     if selected:
         summary += (f" (the ES mean of generation {selected['generation']}, best of {selected['validations']} "
