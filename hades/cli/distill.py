@@ -77,6 +77,16 @@ def distill_command(
 
     Several hosts share one run when every one starts the same command with --coordinator, --num-processes
     and its own --process-id; --devices then counts devices per process.
+
+    Examples:
+
+      hades distill hopper --pairs 4 --preset fast --out runs/hopper-4
+
+      hades distill hopper --pairs 64 --preset paper --dry-run
+
+      hades distill hopper --pairs 4 --preset cpu --out runs/hopper-4 --resume --generations 400
+
+      hades distill fashion-mnist --pairs 10 --preset cpu --out runs/fmnist-10
     """
     options = dict(locals())  # every option as parsed: an image set hands them all over
     from hades.cli.images import distill_images_command, is_image_task
