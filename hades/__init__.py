@@ -24,6 +24,7 @@ _LAZY = {
     "train_multitask": "hades.multitask",
     "evaluate": "hades.api",
     "distill": "hades.api",
+    "neuroevolve": "hades.neuroevolution",
     "publish": "hades.publish",
     # what they take
     "Dataset": "hades.dataset",
@@ -35,6 +36,7 @@ _LAZY = {
     "Recipe": "hades.learn",
     "EvalProtocol": "hades.evaluate",
     "DistillConfig": "hades.distillation",
+    "ParamsConfig": "hades.neuroevolution",
     "Validation": "hades.validation",
     # what they return
     "PullResult": "hades.api",
@@ -44,6 +46,7 @@ _LAZY = {
     "MultiTaskPolicy": "hades.multitask_policy",
     "PolicyEvaluation": "hades.policy_io",
     "DistillResult": "hades.api",
+    "ParamsResult": "hades.neuroevolution",
     "PublishResult": "hades.publish",
     "errors": "hades.errors",
 }
@@ -64,6 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from hades.learn import Recipe
     from hades.multitask import MultiTaskResult, train_multitask
     from hades.multitask_policy import MultiTaskPolicy
+    from hades.neuroevolution import ParamsConfig, ParamsResult, neuroevolve
     from hades.policy import PolicySpec, parse_arch
     from hades.policy_io import Policy, PolicyEvaluation
     from hades.publish import PublishResult, publish

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from hades.envs import NORMALIZATIONS, get_env_spec
 from hades.errors import SpecError
@@ -36,6 +36,9 @@ LATER_FIELD_DEFAULTS = {"init_from": None, "es_lr_decay": 1.0, "es_lr_floor": 0.
 @dataclass(frozen=True)
 class DistillConfig:
     """Everything that determines a distillation run (and so its checkpoint and result)."""
+
+    methods: ClassVar[tuple[str, ...]] = METHODS
+    searches_dataset: ClassVar[bool] = True  # False: a subclass searches something else (hades.neuroevolution)
 
     env: str
     pairs: int
@@ -74,11 +77,11 @@ class DistillConfig:
         object.__setattr__(self, "env", spec.name)
         object.__setattr__(self, "extra_archs", tuple(self.extra_archs))
         if self.population_size is None:
-            dims = search_dims(spec.name, self.pairs, self.learned_labels) if self.pairs >= 1 else 1
-            object.__setattr__(self, "population_size", default_population_size(dims))
+            object.__setattr__(self, "population_size", default_population_size(self.num_search_dims()))
+        dataset = self.searches_dataset
         checks = [
-            (self.pairs >= 1, f"pairs must be at least 1, got {self.pairs}"),
-            (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, got {self.method!r}"),
+            (self.pairs >= 1 or not dataset, f"pairs must be at least 1, got {self.pairs}"),
+            (self.method in self.methods, f"method must be one of {', '.join(self.methods)}, got {self.method!r}"),
             *check_settings(self),
             (self.population_size >= 2 and self.population_size % 2 == 0,
              f"population size must be an even number >= 2, got {self.population_size}"),
@@ -90,7 +93,7 @@ class DistillConfig:
             (self.restarts >= 0 and self.restart_patience >= 1 and self.restart_factor >= 2,
              "restarts must be non-negative, their patience at least 1 and their population factor at least 2"),
             (all(isinstance(arch, PolicySpec) for arch in self.extra_archs), "extra_archs must be PolicySpecs"),
-            (not spec.discrete or self.pairs >= spec.action_dim or self.learned_labels,
+            (not dataset or not spec.discrete or self.pairs >= spec.action_dim or self.learned_labels,
              f"{spec.name} has {spec.action_dim} actions: fixed labels need at least that many pairs"),
             (self.init_from is None or bool(SHA256_PATTERN.fullmatch(self.init_from)),
              f"init_from must be the sha256 (64 hex digits) of the starting dataset, got {self.init_from!r}"),
@@ -101,6 +104,10 @@ class DistillConfig:
             if not ok:
                 raise ValueError(message)
         spec.check_backend(self.backend)
+
+    def num_search_dims(self) -> int:
+        """How many numbers the ES searches over (what an automatic population is sized to)."""
+        return search_dims(self.env, self.pairs, self.learned_labels) if self.pairs >= 1 else 1
 
     @property
     def inits_per_generation(self) -> int:
@@ -331,10 +338,13 @@ def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None, start=N
     def init_state(key):
         key, init_key = jax.random.split(key)
         layout = solution_layout(config)
-        if start is None:
+        begin = start
+        if begin is None and hasattr(config, "start_mean"):  # a search space with its own starting point
+            begin = config.start_mean()
+        if begin is None:
             mean = {name: jnp.zeros(shape) for name, shape in layout.items()}
         else:
-            mean = {name: jnp.asarray(start[name], jnp.float32).reshape(shape) for name, shape in layout.items()}
+            mean = {name: jnp.asarray(begin[name], jnp.float32).reshape(shape) for name, shape in layout.items()}
         state = {"key": key, "es": strategy.init(init_key, mean, es_params)}
         # Give the state the exact (strong) dtypes a chunk returns, so the first chunk, later
         # chunks and a resumed run all use one compiled program.

@@ -87,7 +87,7 @@ class ImageDistillConfig(DistillConfig):
     def make_task_fitness(self, obs_mean=None, obs_var=None, train_batch: int | None = None):
         return make_image_fitness(self, train_batch)
 
-    def make_task_validate(self, validation):
+    def make_task_validate(self, validation, obs_mean=None, obs_var=None):
         """``validate(images, labels) -> accuracies`` of ``validation.seeds`` fresh inits on the held-out split."""
         import jax
 

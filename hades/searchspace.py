@@ -21,7 +21,9 @@ def search_dims(env: str, pairs: int, learned_labels: bool = False) -> int:
 
 
 def solution_layout(config) -> dict[str, tuple[int, ...]]:
-    """Shapes of the arrays the ES searches over."""
+    """Shapes of the arrays the ES searches over (a config may lay out its own: ``search_layout``)."""
+    if hasattr(config, "search_layout"):
+        return config.search_layout()
     spec = get_env_spec(config.env)
     layout = {"states": (config.pairs, spec.obs_dim)}
     if not spec.discrete:

@@ -64,8 +64,8 @@ def make_validate(config, validation: Validation, obs_mean, obs_var) -> Callable
     The statistics and the seeds' keys are arguments of the compiled program, not constants in it,
     so runs of the same shapes share one program (and the persistent compilation cache finds it).
     """
-    if hasattr(config, "make_task_validate"):  # a supervised task (hades.imagetask) scores held-out images
-        return config.make_task_validate(validation)
+    if hasattr(config, "make_task_validate"):  # a task of its own (hades.imagetask, hades.neuroevolution)
+        return config.make_task_validate(validation, obs_mean, obs_var)
     import jax
 
     from hades.trainfrom import make_train_and_evaluate_arrays, seed_keys

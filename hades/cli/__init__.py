@@ -45,7 +45,7 @@ def _root(
 # Registration order is the order of `hades --help`.
 from hades.cli import train as _train  # noqa: E402,F401
 
-for _optional in ("registry", "store", "distill", "publish", "convert"):
+for _optional in ("registry", "store", "distill", "neuroevolve", "publish", "convert"):
     try:
         __import__(f"hades.cli.{_optional}")
     except ModuleNotFoundError as _exc:  # a command module not present in this build
