@@ -192,7 +192,7 @@ def _print_table(result, dataset_id: str, report: dict) -> None:
     title = (f"{dataset_id}: {format_arch(result.recipe.arch)}, {result.recipe.loss}, lr {result.recipe.lr}, "
              f"{result.recipe.steps} steps; eval {protocol.num_envs} envs x {protocol.num_steps} steps, "
              f"{'greedy' if protocol.greedy else 'sampled'} actions")
-    table = Table(title=title, title_justify="left")
+    table = Table()  # the title goes on its own line, whole: a table title wraps to the table's width
     for column in ("seed", "return", "episodes", "final loss"):
         table.add_column(column, justify="right")
     for seed, ret, eps, loss in zip(result.seeds, result.returns, result.episodes, result.final_losses):
@@ -200,6 +200,7 @@ def _print_table(result, dataset_id: str, report: dict) -> None:
     table.add_section()
     table.add_row("mean ± std", f"{result.mean:.1f} ± {result.std:.1f}", "", "")
     console = Console()
+    console.print(title, soft_wrap=True, highlight=False)
     console.print(table)
     timings = result.timings
     console.print(f"compile {timings['compile_s']:.1f} s, train + evaluate {timings['run_s']:.1f} s")
