@@ -179,20 +179,9 @@ class ParamsDistiller(Distiller):
         from hades.provenance import provenance
 
         config = self.config
-        method = {
-            "name": PARAMS_METHOD, "strategy": config.strategy, "preset": config.preset,
-            "generations": len(self.history), "population_size": config.population_size,
-            "sigma": config.sigma, "es_lr": config.es_lr, "fitness_shaping": config.fitness_shaping,
-            "searched_parameters": config.num_search_dims(),
-            "env_steps": self.history[-1]["env_steps"] if self.history else 0,
-            "final_population_mean_fitness": self.history[-1]["mean"] if self.history else None,
-            "best_population_mean_fitness": max((row["mean"] for row in self.history), default=None),
-            "config": config.to_dict(),
-        }
-        if selected is not None:
-            method["selected"] = selected
-        if self.restarts:
-            method["restarts"] = list(self.restarts)
+        method = self._method_record(PARAMS_METHOD, selected, sigma=config.sigma, es_lr=config.es_lr,
+                                     fitness_shaping=config.fitness_shaping,
+                                     searched_parameters=config.num_search_dims())
         info = {"method": method, "backend": config.backend, "seed": config.seed, "license": "apache-2.0",
                 "provenance": provenance(config.seed)}
         constant = config.normalization == "constant"

@@ -326,24 +326,28 @@ class Distiller:
         keep = labels >= 0
         return states[keep], labels[keep]
 
+    def _method_record(self, name: str, selected: dict | None, **details) -> dict:
+        """The card's ``method`` section: what ran (``details`` after the common settings) and what it cost."""
+        config = self.config
+        method = {"name": name, "strategy": config.strategy, "preset": config.preset,
+                  "generations": len(self.history), "population_size": config.population_size, **details,
+                  "env_steps": self.history[-1]["env_steps"] if self.history else 0,
+                  "final_population_mean_fitness": self.history[-1]["mean"] if self.history else None,
+                  "best_population_mean_fitness": max((row["mean"] for row in self.history), default=None),
+                  "config": config.to_dict()}
+        if selected is not None:
+            method["selected"] = selected
+        if self.restarts:
+            method["restarts"] = list(self.restarts)
+        return method
+
     def _dataset(self, arrays: dict, obs_mean, obs_var, selected: dict | None = None) -> Dataset:
         from hades.provenance import provenance
 
         config = self.config
         states, actions = self._pairs(arrays)
-        total_steps = self.history[-1]["env_steps"] if self.history else 0
-        method = {
-            "name": config.method, "strategy": config.strategy, "preset": config.preset,
-            "generations": len(self.history), "population_size": config.population_size,
-            "inits_per_generation": config.inits_per_generation, "env_steps": total_steps,
-            "final_population_mean_fitness": self.history[-1]["mean"] if self.history else None,
-            "best_population_mean_fitness": max((row["mean"] for row in self.history), default=None),
-            "config": config.to_dict(),
-        }
-        if selected is not None:
-            method["selected"] = selected
-        if self.restarts:
-            method["restarts"] = list(self.restarts)
+        method = self._method_record(config.method, selected, inits_per_generation=config.inits_per_generation)
+        total_steps = method["env_steps"]
         if config.extra_archs:
             from hades.policy import format_arch
 
