@@ -62,10 +62,10 @@ def _brax(name, obs, act):
     return EnvSpec(name, "brax", obs, act, "continuous", 1000)
 
 
-def _minatar(name, n_actions, channels, episode_length=1000):
+def _minatar(name, n_actions, channels, episode_length=1000, grid=(10, 10)):
     return EnvSpec(
-        name, "gymnax", 100 * channels, n_actions, "discrete", episode_length,
-        obs_shape=(10, 10, channels), default_backend="gymnax",
+        name, "gymnax", grid[0] * grid[1] * channels, n_actions, "discrete", episode_length,
+        obs_shape=(*grid, channels), default_backend="gymnax",
     )
 
 
@@ -84,6 +84,7 @@ ENVS: dict[str, EnvSpec] = {
         _minatar("Breakout-MinAtar", 3, 4),
         _minatar("SpaceInvaders-MinAtar", 4, 6),
         _minatar("Freeway-MinAtar", 3, 7, episode_length=2500),
+        _minatar("Pong-misc", 3, 3, grid=(30, 40)),  # gymnax's grid Pong against its built-in opponent
     )
 }
 

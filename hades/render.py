@@ -33,12 +33,14 @@ MINATAR_CHANNELS = {
     "Breakout-MinAtar": ("paddle", "ball", "trail", "brick"),
     "SpaceInvaders-MinAtar": ("cannon", "alien", "alien left", "alien right", "own bullet", "enemy bullet"),
     "Freeway-MinAtar": ("chicken", "car", "speed 1", "speed 2", "speed 3", "speed 4", "speed 5"),
+    "Pong-misc": ("paddles", "ball", "ball before"),
 }
 MINATAR_ACTIONS = {
     "Asterix-MinAtar": ("noop", "left", "up", "right", "down"),
     "Breakout-MinAtar": ("noop", "left", "right"),
     "SpaceInvaders-MinAtar": ("noop", "left", "right", "fire"),
     "Freeway-MinAtar": ("noop", "up", "down"),
+    "Pong-misc": ("stay", "up", "down"),
 }
 CHANNEL_COLOURS = (
     (0.12, 0.47, 0.71), (1.00, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
