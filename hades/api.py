@@ -11,11 +11,11 @@ Nothing here imports jax until a function that trains or evaluates runs.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Union
 
+from hades.debris import scratch_dir
 from hades.errors import FormatError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,7 +85,7 @@ def push(source: Union[str, Path, "Dataset", "Policy"], to: str, *, private: boo
 
     if isinstance(source, (str, Path)):
         return push_folder(source, to, private=private, tag=tag, message=message, progress=progress)
-    with tempfile.TemporaryDirectory(prefix="hades-push-") as scratch:
+    with scratch_dir("hades-push-") as scratch:
         folder = Path(scratch) / "folder"
         if isinstance(source, Dataset):
             source.save(folder, parquet=True)

@@ -10,13 +10,13 @@ states ``[D, obs_dim]``. MinAtar runs evolved states only; their labels are fixe
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hades.debris import scratch_dir
 from hades.dataset import Dataset
 from hades.envs import EnvSpec, get_env_spec
 from hades.errors import FormatError, SpecError, UnknownEnvError
@@ -66,9 +66,10 @@ class Conversion:
 
 def convert_pickle(path: str | Path) -> Conversion:
     """Read a ``data_final.pkl`` of the original code as a :class:`~hades.Dataset` (nothing is written)."""
+    from hades.paths import check_input
     from hades.provenance import provenance
 
-    path = Path(path)
+    path = check_input(Path(path), "result file")
     content, source_sha = load_result_pickle(path)
     source = path.name
     if not isinstance(content, dict) or "state" not in content or "config" not in content:
@@ -275,7 +276,7 @@ def convert(path: str | Path, out: str | Path | None = None) -> tuple[Conversion
     conversion = convert_pickle(path)
     target = Path(out) if out is not None else Path.cwd() / conversion.run_name
     _check_target(target)
-    with tempfile.TemporaryDirectory(prefix="hades-convert-") as scratch:
+    with scratch_dir("hades-convert-") as scratch:
         extra = {}
         if conversion.fitness_curve is not None:
             curve = Path(scratch) / FITNESS_CSV

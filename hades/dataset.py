@@ -18,9 +18,10 @@ from hades.envs import NORMALIZATIONS, EnvSpec, env_library_versions, get_env_sp
 from hades.errors import FormatError, ShapeError
 from hades.files import CARD_FILE, DATASET_FILE, FITNESS_PLOT, PARQUET_FILE, STATES_PLOT
 from hades.formats import (
-    FORMAT_VERSION, atomic_dir, atomic_write_bytes, read_bytes, read_card, render_card,
+    FORMAT_VERSION, atomic_dir, atomic_write_bytes, check_card_matches, read_bytes, read_card, render_card,
     tensors_from_bytes, tensors_to_bytes, verify_checksum,
 )
+from hades.metadata import check_env, check_fields, check_pairs
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,19 +267,21 @@ class Dataset:
         for name, tensor in tensors.items():
             if tensor.dtype.kind == "f" and tensor.dtype != np.float32:
                 raise FormatError(f"{source}: {name} is {tensor.dtype}, but format v1 stores float32; re-create the file with hades")
-        env = meta.get("env")
-        if not isinstance(env, dict) or "id" not in env:
-            raise FormatError(f"{source}: metadata has no env id")
+        check_env(meta, source)
+        check_fields(meta, source)
+        env = meta["env"]
         card_info = {key: value for key, value in meta.items()
                      if key not in ("format_version", "kind", "env", "pairs", "normalization", "sha256")}
         card_info["backend"] = env.get("backend")
         card_info["env_versions"] = env.get("versions")
         card_info.update(info or {})
         try:
-            return cls(tensors["states"], tensors["actions"], env["id"], meta.get("normalization", "none"),
-                       tensors.get("obs_mean"), tensors.get("obs_var"), card_info)
+            dataset = cls(tensors["states"], tensors["actions"], env["id"], meta.get("normalization", "none"),
+                          tensors.get("obs_mean"), tensors.get("obs_var"), card_info)
         except FormatError as exc:
             raise type(exc)(f"{source}: {exc}") from None
+        check_pairs(meta, dataset.pairs, source)
+        return dataset
 
     @classmethod
     def load(cls, path: str | Path, expected_sha256: str | None = None) -> "Dataset":
@@ -292,9 +295,9 @@ class Dataset:
             expected = expected_sha256 or section.get("sha256")
             data = read_bytes(data_path)
             verify_checksum(data, expected, str(data_path))
-            evaluation = section.get("evaluation")
-            extra = {"evaluation": evaluation} if evaluation else {}
-            return cls.from_bytes(data, str(data_path), extra)
+            dataset = cls.from_bytes(data, str(data_path))
+            check_card_matches(section, tensors_from_bytes(data, str(data_path))[1], str(path / CARD_FILE))
+            return dataset
         data = read_bytes(path)
         verify_checksum(data, expected_sha256, str(path))
         return cls.from_bytes(data, str(path))

@@ -20,6 +20,7 @@ from hades.errors import SpecError
 from hades.evaluate import EvalProtocol
 from hades.formats import SHA256_PATTERN
 from hades.learn import Recipe, paper_recipe
+from hades.limits import MAX_PAIRS, check_search_numbers
 from hades.policy import PolicySpec
 from hades.searchspace import fixed_labels, search_dims, solution_layout, start_arrays  # noqa: F401 (also imported from here)
 from hades.strategies import (FLOORED_STRATEGIES, FULL_COVARIANCE_MAX_DIMS, check_settings, default_population_size,
@@ -79,8 +80,12 @@ class DistillConfig:
         if self.population_size is None:
             object.__setattr__(self, "population_size", default_population_size(self.num_search_dims()))
         dataset = self.searches_dataset
+        check_search_numbers(self)
         checks = [
             (self.pairs >= 1 or not dataset, f"pairs must be at least 1, got {self.pairs}"),
+            (self.pairs <= MAX_PAIRS, f"pairs must be at most {MAX_PAIRS}, got {self.pairs}"),
+            (not self.learned_labels or spec.discrete,
+             f"learned labels are for discrete actions; {spec.name}'s actions are continuous and always evolved"),
             (self.method in self.methods, f"method must be one of {', '.join(self.methods)}, got {self.method!r}"),
             *check_settings(self),
             (self.population_size >= 2 and self.population_size % 2 == 0,

@@ -66,3 +66,14 @@ class SettingsMismatchError(CheckpointError):
 
 class OutputInUseError(SpecError, FileExistsError):
     """A fresh run's output folder already holds files (resume it, or write elsewhere)."""
+
+
+class OutputPathError(HadesError, OSError):
+    """An output path that cannot be written (a file where a folder should be, no permission, ...)."""
+
+    def __str__(self) -> str:  # OSError's own would print the args tuple of a one-argument error
+        return str(self.args[0]) if self.args else "cannot write the output"
+
+
+class HubTimeoutError(HubError, TimeoutError):
+    """A Hub operation ran past its time limit (a Hub that accepts connections and never answers)."""

@@ -40,12 +40,12 @@ class EvalProtocol:
     episode_length: int | None = None  # None: the environment's own
 
     def __post_init__(self):
-        if self.num_envs < 1:
-            raise ValueError(f"num_envs must be at least 1, got {self.num_envs}")
-        if self.num_steps < 1:
-            raise ValueError(f"num_steps must be at least 1, got {self.num_steps}")
-        if self.episode_length is not None and self.episode_length < 1:
-            raise ValueError(f"episode_length must be at least 1, got {self.episode_length}")
+        from hades.limits import MAX_ENV_STEPS, MAX_ENVS, check_int
+
+        check_int("num_envs", self.num_envs, 1, MAX_ENVS)
+        check_int("num_steps", self.num_steps, 1, MAX_ENV_STEPS)
+        if self.episode_length is not None:
+            check_int("episode_length", self.episode_length, 1, MAX_ENV_STEPS)
 
     @classmethod
     def for_episodes(cls, spec: EnvSpec, num_episodes: int, num_envs: int = 4, greedy: bool = False,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 
+from hades.debris import clean_dead, owned_prefix
 from hades.errors import CardError, ChecksumError, FormatError, NotFoundError, VersionError
 from hades.files import CARD_FILE
 
@@ -132,17 +133,40 @@ def read_card(folder: Path) -> tuple[dict, str]:
     return section, data
 
 
+def check_card_matches(section: dict, meta: dict, source: str) -> None:
+    """A card may say less than its tensor file's metadata, never something else: the checksum
+    covers the file only, so a field edited in the card alone is caught here."""
+    for key in sorted(section):
+        if key in ("sha256", "format_version"):
+            continue
+        if key not in meta:
+            raise CardError(f"{source}: the card's field {key!r} is not in the file's own metadata; "
+                            "the card was edited: re-create it with hades or pull the dataset again")
+        if canonical_json(_plain(section[key])) != canonical_json(_plain(meta[key])):
+            raise CardError(f"{source}: the card's field {key!r} disagrees with the file's own metadata; "
+                            "the card was edited: re-create it with hades or pull the dataset again")
+
+
+def _plain(value):
+    """JSON's view of a value, so YAML's and JSON's spellings of the same data compare equal."""
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except ValueError:  # NaN and friends: compare their text
+        return json.loads(json.dumps(value, default=str).replace("NaN", '"NaN"').replace("Infinity", '"Infinity"'))
+
+
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Write a folder under a temporary name next to ``target``; rename it into place only on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    clean_dead(target.parent, ".hades-")  # what killed writers left in this folder
+    tmp = Path(tempfile.mkdtemp(prefix=owned_prefix(".hades-"), suffix=f".{target.name}.tmp", dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the folder keeps the usual permissions
     try:
         yield tmp
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=owned_prefix(".hades-"), suffix=f".{target.name}.old", dir=target.parent))
             os.replace(target, old / "x")
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
@@ -162,7 +186,8 @@ def _umask() -> int:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_dead(path.parent, ".hades-")
+    fd, tmp = tempfile.mkstemp(prefix=owned_prefix(".hades-"), suffix=f".{path.name}.tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as handle:

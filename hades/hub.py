@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from hades import store
+from hades.debris import scratch_dir
+from hades.hubhttp import configure, operation
+from hades.redact import redact_urls
 from hades.errors import AuthError, HadesError, HubError, NotFoundError, SpecError
 from hades.files import LEGACY_VALIDATION_CSV, PARQUET_FILE, VALIDATION_CSV
 from hades.ids import DatasetId, check_revision, format_id, is_commit, parse_hub_root, parse_id
@@ -49,6 +51,7 @@ def _api():
     from hades import __version__
 
     constants.HF_HUB_OFFLINE = offline()  # the library read it at import; what counts is now
+    configure()
 
     return HfApi(endpoint=endpoint(), token=_token(), library_name="hades-zoo", library_version=__version__)
 
@@ -66,9 +69,10 @@ def hub_errors(target: str, revision: str | None = None, action: str = "reach") 
     import httpx2
     from huggingface_hub import errors as hf_errors
 
-    where = endpoint()
+    where = redact_urls(endpoint())
     try:
-        yield
+        with operation():
+            yield
     except HadesError:
         raise
     except hf_errors.OfflineModeIsEnabled:
@@ -262,7 +266,7 @@ def push(folder: str | Path, target: str | DatasetId, *, private: bool = False, 
         raise SpecError(f"{folder} is a file; push a folder (save the dataset with Dataset.save(folder))")
     verified = store.verify_path(folder)
     files = hub_names(files_to_push(folder))
-    with tempfile.TemporaryDirectory(prefix="hades-push-") as extra:
+    with scratch_dir("hades-push-") as extra:
         if verified.kind == "dataset":  # the parquet mirror is made afresh from the verified tensors
             from hades.dataset import Dataset
 

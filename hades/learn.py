@@ -7,12 +7,14 @@ or over datasets for an ES population.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from hades.policy import PolicySpec
 
 LOSSES = ("gaussian_nll", "mse", "cross_entropy")
 OPTIMIZERS = ("adam", "sgd")
+MAX_STEPS = 10_000_000  # gradient steps of one training: beyond this a typo, not a recipe
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,16 @@ class Recipe:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        for name in ("lr", "adam_eps", "momentum") + (("max_grad_norm",) if self.max_grad_norm is not None else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int):
+            raise ValueError(f"steps must be a whole number, got {self.steps!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must lie in 1..{MAX_STEPS}, got {self.steps}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be positive or None, got {self.max_grad_norm}")
         if self.optimizer not in OPTIMIZERS:
@@ -51,9 +59,13 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
-        data = dict(data)
-        data["arch"] = PolicySpec.from_dict(data.get("arch", {}))
-        return cls(**data)
+        """The recipe a dict describes; any malformed field (unknown, missing, wrong type) is a ValueError."""
+        try:
+            data = dict(data)
+            data["arch"] = PolicySpec.from_dict(data.get("arch", {}))
+            return cls(**data)
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"not a recipe ({type(exc).__name__}: {exc})") from None
 
 
 def paper_recipe(env_name: str, discrete: bool) -> Recipe:

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from hades.debris import clean_dead, owned_prefix
 from hades.distillation import DistillConfig
 from hades.envs import get_env_spec
 from hades.errors import SpecError
@@ -211,7 +212,9 @@ def write_params_outputs(out, policy, history: list[dict], validation_history=()
     if evaluation is not None:
         policy = replace(policy, info={**policy.info, "evaluation": evaluation})
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".staging", dir=out.parent) as staging:
+    clean_dead(out.parent, ".hades-")  # the staging folder of a run killed while writing its outputs
+    with tempfile.TemporaryDirectory(prefix=owned_prefix(".hades-"), suffix=f".{out.name}.staging",
+                                     dir=out.parent) as staging:
         tmp = Path(staging)
         csv_path = write_csv(tmp / FITNESS_CSV, FITNESS_COLUMNS, history)
         selected = (policy.info.get("method") or {}).get("selected") or {}

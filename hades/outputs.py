@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
+from hades.debris import clean_dead, owned_prefix
 from hades.dataset import Dataset
 from hades.files import (
     CARD_FILE, FITNESS_COLUMNS, FITNESS_CSV, FITNESS_PLOT, LEGACY_VALIDATION_CSV, STATES_PLOT, VALIDATION_COLUMNS,
@@ -59,7 +60,9 @@ def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], valida
         dataset = dataset.replace(info={**dataset.info, "evaluation": evaluation})
     out.mkdir(parents=True, exist_ok=True)
     # Staged next to the output (same file system), gone afterwards whatever happens.
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".staging", dir=out.parent) as staging:
+    clean_dead(out.parent, ".hades-")  # the staging folder of a run killed while writing its outputs
+    with tempfile.TemporaryDirectory(prefix=owned_prefix(".hades-"), suffix=f".{out.name}.staging",
+                                     dir=out.parent) as staging:
         tmp = Path(staging)
         csv_path = write_csv(tmp / FITNESS_CSV, FITNESS_COLUMNS, history)
         method = dataset.info.get("method") or {}

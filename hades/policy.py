@@ -19,6 +19,8 @@ from hades.errors import SpecError
 
 ACTIVATIONS = ("tanh", "relu", "gelu", "elu", "silu", "leaky_relu", "sigmoid")
 INITS = ("orthogonal", "lecun", "glorot", "he")
+MAX_WIDTH = 16_384  # units (or feature maps) of one layer: beyond this a typo, not an architecture
+MAX_LAYERS = 64
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,16 @@ class PolicySpec:
 
     def __post_init__(self):
         for name in ("hidden", "conv", "image_shape"):
-            object.__setattr__(self, name, tuple(int(width) for width in getattr(self, name)))
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or any(isinstance(width, (bool, float, str)) for width in value):
+                raise ValueError(f"{name} must be a list of whole numbers, got {value!r}")
+            object.__setattr__(self, name, tuple(int(width) for width in value))
+        if not self.hidden and not self.conv:
+            raise ValueError("a policy needs at least one hidden layer")
         if any(width < 1 for width in self.hidden):
             raise ValueError(f"hidden widths must be positive, got {self.hidden}")
+        if any(width > MAX_WIDTH for width in (*self.hidden, *self.conv)) or len(self.hidden) + len(self.conv) > MAX_LAYERS:
+            raise ValueError(f"at most {MAX_LAYERS} layers of at most {MAX_WIDTH} units each, got {self.hidden}")
         if any(features < 1 for features in self.conv):
             raise ValueError(f"conv feature maps must be positive, got {self.conv}")
         if self.image_shape and (len(self.image_shape) != 3 or min(self.image_shape) < 1):

@@ -17,9 +17,10 @@ from hades.errors import FormatError
 from hades.evaluate import EvalProtocol, ReturnStats
 from hades.files import CARD_FILE, POLICY_FILE, REPLAY_GIF, REPLAY_MP4
 from hades.formats import (
-    FORMAT_VERSION, atomic_dir, read_bytes, read_card, render_card, tensors_from_bytes,
+    FORMAT_VERSION, atomic_dir, check_card_matches, read_bytes, read_card, render_card, tensors_from_bytes,
     tensors_to_bytes, verify_checksum,
 )
+from hades.metadata import check_policy
 from hades.learn import Recipe
 
 _PARAM_PREFIX = "params/"
@@ -100,7 +101,7 @@ class Policy:
         from flax.traverse_util import unflatten_dict
 
         path = Path(path)
-        expected = None
+        expected, section = None, None
         if path.is_dir():
             section, _ = read_card(path)
             if section.get("kind", "policy") != "policy":
@@ -110,14 +111,11 @@ class Policy:
         data = read_bytes(path)
         verify_checksum(data, expected, str(path))
         tensors, meta = tensors_from_bytes(data, str(path))
-        if meta.get("kind") != "policy":
-            raise FormatError(f"{path} holds a {meta.get('kind')!r}, not a policy")
+        recipe = check_policy(tensors, meta, str(path), _PARAM_PREFIX)
+        if section is not None:
+            check_card_matches(section, meta, str(path.parent / CARD_FILE))
         params = unflatten_dict({name[len(_PARAM_PREFIX):]: value for name, value in tensors.items()
                                  if name.startswith(_PARAM_PREFIX)}, sep="/")
-        try:
-            recipe = Recipe.from_dict(meta["recipe"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{path}: its recipe metadata is malformed ({exc})") from None
         if "tasks" in meta:  # one policy for several envs
             from hades.multitask_policy import MultiTaskPolicy
 

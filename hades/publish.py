@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Callable
 
 from hades.dataset import Dataset
-from hades.errors import FormatError, NotFoundError, SpecError
+from hades.debris import alive
+from hades.errors import FormatError, SpecError
 from hades.evaluate import EvalProtocol
 from hades.files import DATASET_FILE, FITNESS_CSV, FITNESS_PLOT, LEGACY_VALIDATION_CSV, STATES_PLOT, VALIDATION_CSV
 from hades.formats import atomic_write_bytes
@@ -85,8 +86,7 @@ def publish(source: str | Path, name: str, version: str, *, namespace: str | Non
     archs = [parse_arch(spec) for spec in (transfer or ())]
     recipe_arch = parse_arch(arch) if arch else None
     folder = _catalogue_folder(catalogue)
-    with _index_lock(folder):
-        _check_unpublished(folder, full, version)
+    _check_unpublished(folder, full, version)  # early, so no one measures for nothing; again under the lock
     dataset, extras = load_source(source)
     notify = progress or (lambda stage, done, total: None)
     total = 1 + len(archs) + int(freeze_stats)
@@ -119,6 +119,7 @@ def publish(source: str | Path, name: str, version: str, *, namespace: str | Non
         info["paper_comparison"] = compare_with_recorded(measured, recorded, basis)
     dataset = dataset.replace(info=info)
     keep = [name for name in extras if pictures or name not in PICTURES]
+    folder.mkdir(parents=True, exist_ok=True)
     with _index_lock(folder):
         _check_unpublished(folder, full, version)
         entry_folder = _write_entry(folder, full, version, dataset, {name: extras[name] for name in keep}, parquet)
@@ -173,9 +174,10 @@ def load_source(source: str | Path) -> tuple[Dataset, dict[str, Path]]:
 
     path = Path(str(source)).expanduser()
     if path.suffix == ".pkl":
-        if not path.is_file():
-            raise NotFoundError(f"{source} does not exist")
         from hades.convert import convert_pickle
+        from hades.paths import check_input
+
+        check_input(path, "result file")
 
         return convert_pickle(path).dataset, {}
     if path.is_dir() and not (path / DATASET_FILE).exists():
@@ -254,13 +256,9 @@ def _catalogue_folder(catalogue: str | Path | None) -> Path:
         from hades.registry import catalogue_dir
 
         catalogue = catalogue_dir()
-    folder = Path(catalogue).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise PublishError(f"the catalogue {folder} is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PublishError(f"the catalogue {folder} is not writable")
-    return folder
+    from hades.paths import check_output_folder
+
+    return check_output_folder(Path(catalogue).expanduser(), "catalogue")  # created when the entry is written
 
 
 class _index_lock:
@@ -303,7 +301,7 @@ def clean_debris(folder: Path) -> list[Path]:
     removed = []
     for item in folder.glob(f"{STAGING_PREFIX}*"):
         pid = item.name[len(STAGING_PREFIX):].split("-")[0]
-        if not pid.isdigit() or not _alive(int(pid)):
+        if not pid.isdigit() or not alive(int(pid)):
             shutil.rmtree(item, ignore_errors=True)
             removed.append(item)
     listed = {Path(row["path"]) for row in _read_index(folder)}
@@ -313,16 +311,6 @@ def clean_debris(folder: Path) -> list[Path]:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_unpublished(folder: Path, full: str, version: str) -> None:

@@ -180,6 +180,10 @@ def select_entries(entries: tuple[Entry, ...], *, env: str | None = None, namesp
         if namespace and namespace not in CATALOGUE_NAMESPACES:
             known = ", ".join(["ours", *sorted(CATALOGUE_NAMESPACES)])
             raise NotFoundError(f"{namespace!r} is not a catalogue namespace (known: {known})")
+    known_methods = {"hades-r", "hades-f", "neuroevolution", *((entry.method or "").lower() for entry in entries)}
+    if method is not None and method.lower() not in known_methods:
+        raise NotFoundError(f"{method!r} is not a method of any catalogue entry "
+                            f"(known: {', '.join(sorted(m for m in known_methods if m))})")
     selected = []
     for entry in entries:
         if env is not None and entry.env.lower() != env.lower():
@@ -280,7 +284,7 @@ def resolve(identifier: str, *, force: bool = False, progress: bool = False) -> 
 def resolve_id(did: DatasetId, *, force: bool = False, progress: bool = False) -> Path:
     if did.kind == "path":
         path = Path(did.path).expanduser()
-        if not path.exists():
+        if not os.path.lexists(path):  # os.path never raises (a name too long, a loop): it says False
             raise NotFoundError(f"{did.path} does not exist; give a dataset folder, a .safetensors file or a catalogue name")
         from hades.store import verify_path
 
@@ -291,7 +295,7 @@ def resolve_id(did: DatasetId, *, force: bool = False, progress: bool = False) -
         try:
             entry = find_entry(did.name, did.revision, entries)
         except NotFoundError:
-            if did.revision is None and Path(did.name).exists():
+            if did.revision is None and os.path.lexists(did.name):
                 return resolve_id(DatasetId("path", path=did.name))
             raise
         return check_bundled(entry)

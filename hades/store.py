@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
 
-from hades.errors import FormatError, HadesError, NotFoundError
+from hades.errors import FormatError, HadesError
 from hades.files import CARD_FILE, DATASET_FILE, POLICY_FILE
 from hades.formats import sha256_file
 
@@ -79,9 +79,9 @@ def payload_file(folder: Path) -> tuple[str, Path]:
 def verify_path(path: str | Path) -> Verified:
     """Full check of a dataset or policy folder (or bare ``.safetensors`` file): the sha256 recorded
     in the card, the format version, shapes against the env, dtypes and finite values."""
-    path = Path(path)
-    if not path.exists():
-        raise NotFoundError(f"{path} does not exist")
+    from hades.paths import check_input
+
+    path = check_input(path)
     if path.is_dir():
         kind, data_path = payload_file(path)
         if kind == "dataset":
@@ -107,7 +107,7 @@ def verify_path(path: str | Path) -> Verified:
     return Verified(path, kind, sha256_bytes(data), _env_id(meta))
 
 
-def _recorded_sha256(folder: Path, data_path: Path) -> str:
+def _recorded_sha256(folder: Path, data_path: Path) -> tuple[str, dict]:
     """The card's ``hades.sha256``: a folder without one cannot be verified, so it is refused."""
     from hades.errors import CardError
     from hades.formats import read_card
@@ -116,32 +116,27 @@ def _recorded_sha256(folder: Path, data_path: Path) -> str:
     expected = section.get("sha256")
     if not isinstance(expected, str) or not expected:
         raise CardError(f"{folder / CARD_FILE} records no sha256 for {data_path.name}; re-create the folder with hades")
-    return expected
+    return expected, section
 
 
 def _verify_policy_folder(folder: Path, data_path: Path) -> Verified:
     from hades.formats import read_bytes, verify_checksum
 
-    expected = _recorded_sha256(folder, data_path)
+    expected, section = _recorded_sha256(folder, data_path)
     data = read_bytes(data_path)
     actual = verify_checksum(data, expected, str(data_path))
-    meta = _check_policy_bytes(data, str(data_path))
+    meta = _check_policy_bytes(data, str(data_path), section)
     return Verified(folder, "policy", actual, _env_id(meta))
 
 
-def _check_policy_bytes(data: bytes, source: str) -> dict:
-    import numpy as np
-
-    from hades.formats import tensors_from_bytes
+def _check_policy_bytes(data: bytes, source: str, section: dict | None = None) -> dict:
+    from hades.formats import check_card_matches, tensors_from_bytes
+    from hades.metadata import check_policy
 
     tensors, meta = tensors_from_bytes(data, source)
-    if meta.get("kind", "policy") != "policy":
-        raise FormatError(f"{source} holds a {meta.get('kind')!r}, not a policy")
-    if not tensors:
-        raise FormatError(f"{source} holds no tensors; it is not a trained policy")
-    for name, array in tensors.items():
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise FormatError(f"{source}: tensor {name!r} holds NaN or infinite values; the policy is unusable")
+    check_policy(tensors, meta, source)
+    if section is not None:
+        check_card_matches(section, meta, source.rsplit("/", 1)[0] + "/" + CARD_FILE)
     return meta
 
 

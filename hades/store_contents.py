@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hades.errors import HadesError, NotFoundError
+from hades.errors import SpecError, HadesError, NotFoundError
 from hades.store import LOCK_TIMEOUT_S, StoreKey, entries, home, verify_path
 
 
@@ -56,6 +56,14 @@ def _refs(key: StoreKey) -> dict[str, list[str]]:
 
 def held(repo: str | None = None) -> list[StoredRevision]:
     """Every stored revision (of ``repo``, ``ORG/NAME``, when given)."""
+    if repo is not None:
+        from hades.ids import check_part
+
+        parts = repo.split("/")
+        if len(parts) != 2:
+            raise SpecError(f"malformed repository {repo!r}: expected ORG/NAME")
+        for part, what in zip(parts, ("organisation", "name")):
+            check_part(part, what, repo)
     revisions = []
     refs_of: dict[StoreKey, dict[str, list[str]]] = {}
     for key, commit, folder in entries():

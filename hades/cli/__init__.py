@@ -14,6 +14,7 @@ from typer import exceptions as typer_exceptions
 from typer._click import exceptions as click_exceptions  # typer bundles its own click
 
 from hades.errors import HadesError
+from hades.redact import redact_urls
 
 app = typer.Typer(
     name="hades",
@@ -75,19 +76,41 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer_exceptions.Abort:
         _fail("aborted")
+    except click_exceptions.UsageError as exc:  # exit 2, as click intends: the command line itself is wrong
+        if debug:
+            raise
+        _fail(_escape(_usage_message(exc)), 2)
     except click_exceptions.ClickException as exc:
         if debug:
             raise
-        exc.show()
-        sys.exit(1)
+        _fail(_escape(exc.format_message()))
     except HadesError as exc:
         if debug:
             raise
-        _fail(_escape(str(exc)))
+        _fail(_escape(redact_urls(str(exc))))
+    except ValueError as exc:  # a library dataclass refusing a setting (they validate with ValueError)
+        if debug:
+            raise
+        _fail(_escape(f"bad settings: {exc}"))
+    except MemoryError:
+        if debug:
+            raise
+        _fail("not enough memory: an option asks for more than this machine has; choose smaller sizes")
+    except OSError as exc:  # what the library could not check in advance (a disk that fills up, say)
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(_escape(redact_urls(f"{where}{exc.strerror or exc}")))
     except KeyboardInterrupt:
         if debug:
             raise
         _fail("interrupted", 130)
+
+
+def _usage_message(exc) -> str:
+    """click's message plus the command it concerns: ``hades distill: Missing argument 'ENV'.``"""
+    command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "hades"
+    return f"{command}: {exc.format_message()} (see `{command} --help`)"
 
 
 def _plain_params(command, parent=None) -> None:
@@ -100,6 +123,8 @@ def _plain_params(command, parent=None) -> None:
         return
     ctx = Context(command, info_name=command.name, parent=parent, **(command.context_settings or {}))
     for param in command.get_params(ctx):  # includes the help option, which click creates lazily
+        if hasattr(param, "_usage_display_name"):  # usage lines say ENV, not typer's {ENV}
+            param._usage_display_name = _plain_usage_name(param)
         descriptor = getattr(param, "type_descriptor", None)
         plain = descriptor is not None and (descriptor.annotation is str or param.name == "help")
         if plain and getattr(param, "_runtime_param", 0) is None:
@@ -107,6 +132,14 @@ def _plain_params(command, parent=None) -> None:
                 annotation=descriptor.annotation, parameter_info=descriptor.parameter_info)
     for sub in getattr(command, "commands", {}).values():
         _plain_params(sub, ctx)
+
+
+def _plain_usage_name(param):
+    def name() -> str:
+        text = param.display_name_raw if param.required else f"[{param.display_name_raw}]"
+        return text if param.nargs == 1 or text.endswith("...") else text + "..."
+
+    return name
 
 
 def _escape(text: str) -> str:

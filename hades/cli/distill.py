@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 
 from hades.cli import app
-from hades.errors import MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError
+from hades.errors import HadesError, MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError
 
 
 @app.command("distill")
 def distill_command(
-    env: str = typer.Argument(..., help="Environment, e.g. hopper or Breakout-MinAtar."),
+    env: str = typer.Argument(..., metavar="ENV", help="Environment, e.g. hopper or Breakout-MinAtar."),
     pairs: int = typer.Option(..., "--pairs", "-D", min=1, help="Number of synthetic state-action pairs."),
     preset: str = typer.Option(
         "paper", "--preset",
@@ -96,40 +96,24 @@ def distill_command(
     from hades.multihost import configure_devices, initialize_distributed
 
     configure_devices(devices)
-
-    import dataclasses
-
-    from hades.distillation import preset as make_preset
     from hades.evaluate import EvalProtocol
-    from hades.policy import parse_arch
 
-    config = make_preset(preset, env, pairs, seed=seed, learned_labels=learned_labels)
-    recipe, extra_archs = config.recipe, config.extra_archs
-    if arch is not None:
-        archs = [parse_arch(part) for part in arch.split(";") if part.strip()] or [parse_arch(arch)]
-        recipe, extra_archs = dataclasses.replace(recipe, arch=archs[0]), tuple(archs[1:])
-    if inner_steps is not None:
-        recipe = dataclasses.replace(recipe, steps=inner_steps)
-    protocol = config.protocol
-    if eval_envs is not None or eval_steps is not None:
-        protocol = EvalProtocol(eval_envs or protocol.num_envs, eval_steps or protocol.num_steps, protocol.greedy)
     overrides = {"method": method, "strategy": strategy, "num_generations": generations, "num_inits": inits,
                  "normalization": normalization, "sigma": sigma, "es_lr": es_lr, "es_lr_decay": es_lr_decay,
                  "es_lr_floor": es_lr_floor, "sigma_decay": sigma_decay, "sigma_floor": sigma_floor,
                  "fitness_shaping": shaping, "backend": backend, "restarts": restarts,
                  "restart_patience": restart_patience, "restart_factor": restart_factor}
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    if population is not None:
-        overrides["population_size"] = _population(population)
-    overrides.update(recipe=recipe, protocol=protocol, learned_labels=learned_labels or config.learned_labels,
-                     extra_archs=extra_archs)
-    start = None
-    if init_from is not None:
-        from hades.registry import open_dataset
+    try:
+        config, start = _config(preset, env, pairs, seed, learned_labels, arch, inner_steps, eval_envs, eval_steps,
+                                population, init_from, overrides)
+    except ValueError as exc:  # a setting the library refuses: say which
+        if isinstance(exc, HadesError):
+            raise
+        raise SpecError(f"bad settings: {exc}") from None
+    if out is not None:
+        from hades.paths import check_output_folder
 
-        start = open_dataset(init_from)
-        overrides["init_from"] = start.sha256
-    config = make_preset(preset, env, pairs, seed=seed, **overrides)  # the preset's settings under the options
+        check_output_folder(out, "--out folder")
     final_protocol = EvalProtocol(final_eval_envs, final_eval_steps)
     validation = None
     if validate_every is None:
@@ -150,6 +134,40 @@ def distill_command(
     initialize_distributed(coordinator, num_processes, process_id)
     _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol, start, init_from, validation,
          as_json=as_json)
+
+
+def _config(preset, env, pairs, seed, learned_labels, arch, inner_steps, eval_envs, eval_steps, population,
+            init_from, overrides):
+    """The run's DistillConfig: the preset under the options (and the dataset it starts from, if any)."""
+    import dataclasses
+
+    from hades.distillation import preset as make_preset
+    from hades.evaluate import EvalProtocol
+    from hades.policy import parse_arch
+
+    config = make_preset(preset, env, pairs, seed=seed, learned_labels=learned_labels)
+    recipe, extra_archs = config.recipe, config.extra_archs
+    if arch is not None:
+        archs = [parse_arch(part) for part in arch.split(";") if part.strip()] or [parse_arch(arch)]
+        recipe, extra_archs = dataclasses.replace(recipe, arch=archs[0]), tuple(archs[1:])
+    if inner_steps is not None:
+        recipe = dataclasses.replace(recipe, steps=inner_steps)
+    protocol = config.protocol
+    if eval_envs is not None or eval_steps is not None:
+        protocol = EvalProtocol(protocol.num_envs if eval_envs is None else eval_envs,
+                                protocol.num_steps if eval_steps is None else eval_steps, protocol.greedy)
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if population is not None:
+        overrides["population_size"] = _population(population)
+    overrides.update(recipe=recipe, protocol=protocol, learned_labels=learned_labels or config.learned_labels,
+                     extra_archs=extra_archs)
+    start = None
+    if init_from is not None:
+        from hades.registry import open_dataset
+
+        start = open_dataset(init_from)
+        overrides["init_from"] = start.sha256
+    return make_preset(preset, env, pairs, seed=seed, **overrides), start  # the preset's settings under the options
 
 
 def _population(text: str) -> int | None:

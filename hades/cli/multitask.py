@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from hades.cli.train import _check_save_target, _progress_bar, _protocol, _recipe, _save_policies
+from hades.cli.train import _progress_bar, _protocol, _recipe, _save_policies
 from hades.errors import SpecError
 
 
@@ -28,8 +28,6 @@ def train_multitask_command(datasets: list[str], recipe_options: tuple, seeds: i
     recipe = _recipe(opened[0].recipe, *recipe_options)
     longest = max((data.env_spec for data in opened), key=lambda spec: spec.episode_length)
     protocol = _protocol(longest, *protocol_options)
-    if save is not None:
-        _check_save_target(save)
     with _progress_bar("train-from --multitask") as bar:
         task = bar.add_task(f"training ({seeds} seeds)", total=1 + 2 * len(opened))
 

@@ -13,7 +13,7 @@ from hades.errors import SpecError
 
 @app.command("neuroevolve")
 def neuroevolve_command(
-    env: str = typer.Argument(..., help="Environment, e.g. hopper or Breakout-MinAtar."),
+    env: str = typer.Argument(..., metavar="ENV", help="Environment, e.g. hopper or Breakout-MinAtar."),
     arch: Optional[str] = typer.Option(None, "--arch", help="The policy whose weights are searched (default 2x512:tanh)."),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="open_es (default), snes, pgpe, simple_es, sep_cma_es, xnes, cma_es."),
     population: Optional[int] = typer.Option(None, "--population", help="ES population size (even; default 2048)."),
@@ -59,7 +59,8 @@ def neuroevolve_command(
     config = params_preset(env, seed=seed)
     protocol = config.protocol
     if eval_envs is not None or eval_steps is not None:
-        protocol = EvalProtocol(eval_envs or protocol.num_envs, eval_steps or protocol.num_steps, protocol.greedy)
+        protocol = EvalProtocol(protocol.num_envs if eval_envs is None else eval_envs,
+                                protocol.num_steps if eval_steps is None else eval_steps, protocol.greedy)
     overrides = {"strategy": strategy, "population_size": population, "num_generations": generations,
                  "normalization": normalization, "sigma": sigma, "es_lr": es_lr, "fitness_shaping": shaping,
                  "backend": backend}
@@ -77,6 +78,10 @@ def neuroevolve_command(
         from hades.validation import Validation
 
         validation = Validation(validate_every, validate_seeds, final_protocol)
+    if out is not None:
+        from hades.paths import check_output_folder
+
+        check_output_folder(out, "--out folder")
     out = out or Path(f"{config.env}-params-seed{config.seed}")
     if dry_run:
         return _print_plan(config, out, as_json, validation)

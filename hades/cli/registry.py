@@ -143,6 +143,10 @@ def show_command(
         return
     from hades.dataset import Dataset
 
+    if render is not None:
+        from hades.paths import check_output_file
+
+        check_output_file(render, "--render file", (".png",))
     dataset = Dataset.load(path)
     evaluation = summary.get("evaluation")
     info = {

@@ -24,13 +24,23 @@ def _progress_bar(label: str):
                     console=console, disable=not console.is_terminal)
 
 
-def _check_save_target(folder: Path) -> None:
-    """Refuse a --save folder that cannot be created before spending time on training."""
-    for path in (folder, *folder.parents):
-        if path.exists():
-            if not path.is_dir():
-                raise SpecError(f"--save {folder}: {path} is a file, not a folder; give a folder for the policies")
-            return
+def _check_targets(save: Optional[Path], video: Optional[Path]) -> None:
+    """Refuse a --save folder or --video file that cannot be written before spending time on training."""
+    from hades.paths import check_output_file, check_output_folder
+
+    if save is not None:
+        check_output_folder(save, "--save folder")
+    if video is not None:
+        check_output_file(video, "--video file", (".gif", ".mp4"))
+
+
+def _check_seeds(seeds: int, first_seed: int) -> None:
+    from hades.limits import MAX_SEED, MAX_SEEDS
+
+    if seeds > MAX_SEEDS:
+        raise SpecError(f"--seeds {seeds} is more than the {MAX_SEEDS} policies one run trains side by side")
+    if not 0 <= first_seed <= MAX_SEED - seeds + 1:
+        raise SpecError(f"--seed must lie in 0..{MAX_SEED - seeds + 1}, got {first_seed}")
 
 
 def _protocol(spec, envs: int, eval_steps: Optional[int], episodes: Optional[int], greedy: bool):
@@ -58,7 +68,9 @@ def _recipe(base, arch, lr, steps, loss, max_grad_norm):
         if value is not None:
             changes[name] = value
     if max_grad_norm is not None:
-        changes["max_grad_norm"] = None if max_grad_norm <= 0 else max_grad_norm
+        if not max_grad_norm >= 0:  # NaN too
+            raise SpecError(f"--max-grad-norm must be 0 (no clipping) or positive, got {max_grad_norm}")
+        changes["max_grad_norm"] = None if max_grad_norm == 0 else max_grad_norm
     try:
         return dataclasses.replace(base, **changes)
     except ValueError as exc:
@@ -105,6 +117,8 @@ def train_from_command(
     from hades.registry import open_dataset
     from hades.trainfrom import train_from
 
+    _check_seeds(seeds, first_seed)
+    _check_targets(save, video)
     if multitask or len(datasets) > 1:
         if not multitask:
             raise SpecError(f"train-from takes one dataset, got {len(datasets)}: give --multitask to train one "
@@ -121,8 +135,6 @@ def train_from_command(
     protocol = _protocol(data.env_spec, envs, eval_steps, episodes, greedy)
     if backend is not None:
         data.env_spec.check_backend(backend)
-    if save is not None:
-        _check_save_target(save)
     with _progress_bar("train-from") as bar:
         task = bar.add_task(f"compiling ({data.env}, {seeds} seeds)", total=seeds)
 
@@ -212,7 +224,7 @@ def _print_table(result, dataset_id: str, report: dict) -> None:
 
 @app.command("eval")
 def eval_command(
-    policy: str = typer.Argument(..., help="A policy folder written by train-from --save (or a hub id of one)."),
+    policy: str = typer.Argument(..., metavar="POLICY", help="A policy folder written by train-from --save (or a hub id of one)."),
     runs: int = typer.Option(1, "--runs", min=1, help="Independent evaluations (different env/action noise)."),
     envs: int = typer.Option(4, "--envs", min=1),
     eval_steps: Optional[int] = typer.Option(None, "--eval-steps", min=1),
