@@ -18,11 +18,11 @@ from typing import Iterator
 
 from hades.errors import HubTimeoutError
 
-_state = threading.local()
 _lock = threading.Lock()
-_deadline: list[float | None] = [None]  # process-wide: snapshot_download's worker threads see it too
 _configured = [False]
-_tries: dict[tuple[str, str], int] = {}  # (method, url) -> requests made in this operation
+# Per thread (concurrent pulls in threads each have their own): the operation's deadline and the
+# requests it made, (method, url) -> count. Download worker threads keep just the request timeout.
+_state = threading.local()
 MAX_TRIES = 3
 
 
@@ -74,15 +74,15 @@ def _check_deadline(request) -> None:
         import httpx2
 
         request.extensions["timeout"] = httpx2.Timeout(request_timeout()).as_dict()
+    deadline = getattr(_state, "deadline", None)
+    if deadline is None:
+        return
     key = (request.method, str(request.url))
-    with _lock:
-        _tries[key] = _tries.get(key, 0) + 1
-        tries = _tries[key]
-    if _deadline[0] is not None and tries > MAX_TRIES:
+    _state.tries[key] = tries = _state.tries.get(key, 0) + 1
+    if tries > MAX_TRIES:
         raise HubTimeoutError(f"the Hub at {_origin(request)} failed to answer {request.method} {request.url.path} "
                               f"{MAX_TRIES} times; it may be down or unreachable")
-    deadline = _deadline[0]
-    if deadline is not None and time.monotonic() > deadline:
+    if time.monotonic() > deadline:
         raise HubTimeoutError(f"the Hub at {_origin(request)} did not finish within {operation_timeout():.0f} s (retries included); it may be down")
 
 
@@ -94,13 +94,11 @@ def _origin(request) -> str:
 @contextmanager
 def operation() -> Iterator[None]:
     """One Hub operation's time limit; nested operations share the outermost one's."""
-    outermost = _deadline[0] is None
+    outermost = getattr(_state, "deadline", None) is None
     if outermost:
-        _deadline[0] = time.monotonic() + operation_timeout()
-        with _lock:
-            _tries.clear()
+        _state.deadline, _state.tries = time.monotonic() + operation_timeout(), {}
     try:
         yield
     finally:
         if outermost:
-            _deadline[0] = None
+            _state.deadline = None

@@ -24,8 +24,8 @@ def check_env(meta: dict, source: str) -> EnvSpec:
         raise FormatError(f"{source}: its metadata has no env id (an object with an 'id' text field)")
     try:
         spec = get_env_spec(env["id"])
-    except HadesError as exc:
-        raise FormatError(f"{source}: {exc}") from None
+    except HadesError as exc:  # UnknownEnvError stays one: a caller may look for it
+        raise type(exc)(f"{source}: {exc}") from None
     for key in ("obs_dim", "action_dim"):
         if key in env and env[key] != getattr(spec, key):
             raise FormatError(f"{source}: its metadata says {key} {env[key]!r}, but {spec.name} has {getattr(spec, key)}")
@@ -116,6 +116,9 @@ def check_policy(tensors: dict, meta: dict, source: str, prefix: str = "params/"
     Returns the recipe. Multi-task files keep their own layout check."""
     if meta.get("kind") != "policy":
         raise FormatError(f"{source} holds a {meta.get('kind')!r}, not a policy")
+    for name, value in tensors.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise FormatError(f"{source}: tensor {name!r} holds NaN or infinite values; the policy is unusable")
     if "recipe" not in meta:
         raise FormatError(f"{source}: its metadata has no recipe; it is not a trained policy")
     check_fields(meta, source)
@@ -132,6 +135,8 @@ def check_policy(tensors: dict, meta: dict, source: str, prefix: str = "params/"
     check_statistics(tensors, meta.get("normalization", "none"), spec, source)
     expected = expected_param_shapes(recipe.arch, spec.obs_dim, spec.action_dim, spec.discrete)
     found = {name: tuple(value.shape) for name, value in params.items()}
+    if all(name.startswith("params/") for name in found):  # a whole flax variables dict: {"params": {...}}
+        found = {name[len("params/"):]: shape for name, shape in found.items()}
     if found != expected:
         wrong = sorted(set(found) ^ set(expected)) or sorted(n for n in found if found[n] != expected[n])
         raise FormatError(f"{source}: its parameters do not fit its recipe's network for {spec.name} "

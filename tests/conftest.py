@@ -104,9 +104,12 @@ def make_policy_folder(folder: Path, seed: int = 0) -> Path:
     from hades.formats import sha256_bytes, tensors_to_bytes
 
     rng = np.random.default_rng(seed)
-    tensors = {"hidden_0/kernel": rng.normal(size=(11, 8)).astype("float32"),
-               "output/kernel": rng.normal(size=(8, 3)).astype("float32")}
-    data = tensors_to_bytes(tensors, {"format_version": 1, "kind": "policy", "env": {"id": "hopper"}})
+    shapes = {"Dense_0/kernel": (11, 8), "Dense_0/bias": (8,), "Dense_1/kernel": (8, 3), "Dense_1/bias": (3,),
+              "log_std": (3,)}  # a 1x8 tanh MLP for hopper, as its recipe says
+    tensors = {f"params/{name}": rng.normal(size=shape).astype("float32") for name, shape in shapes.items()}
+    recipe = {"arch": {"hidden": [8], "activation": "tanh", "init": "orthogonal"}, "loss": "gaussian_nll",
+              "lr": 0.005, "steps": 20, "max_grad_norm": 0.5, "adam_eps": 1e-05}
+    data = tensors_to_bytes(tensors, {"format_version": 1, "kind": "policy", "env": {"id": "hopper"}, "recipe": recipe})
     folder.mkdir(parents=True)
     (folder / "policy.safetensors").write_bytes(data)
     (folder / "README.md").write_text(

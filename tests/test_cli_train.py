@@ -191,7 +191,7 @@ def test_save_that_cannot_be_written_leaves_nothing(tmp_path):
     folder = make_breakout_dataset().save(tmp_path / "dataset")
     target = Path("/proc") / f"hades-test-{os.getpid()}" / "policies"
     proc = run_cli("train-from", folder, "--arch", "8:relu", *TINY, "--json", "--save", target, env=env, cwd=tmp_path)
-    assert_one_line_error(proc, "cannot write the policies under", str(target))
+    assert_one_line_error(proc, "cannot write the --save folder", str(target))
     assert not target.parent.exists()
 
 

@@ -306,3 +306,20 @@ def all_cases() -> list[Case]:
             raise ValueError(f"duplicate case id {case.id}")
         seen.add(case.id)
     return cases
+
+
+def count_table() -> str:
+    """The README's table of cases per command (see the README for the command that prints it)."""
+    from collections import Counter
+
+    cases = all_cases()
+    counts = Counter(" ".join(case.argv[:2]) if case.argv[:1] == ("store",) else (case.argv[0] if case.argv else "")
+                     for case in cases)
+    usage = Counter(" ".join(case.argv[:2]) if case.argv[:1] == ("store",) else case.argv[0]
+                    for case in cases if case.usage)
+    lines = ["| command | cases | of which usage errors (exit 2) |", "|---|---:|---:|"]
+    for command, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        lines.append(f"| `{command}` | {count} | {usage.get(command, 0)} |")
+    lines.append(f"| all | {len(cases)} | {sum(usage.values())} |")
+    return "\n".join(lines)
+
