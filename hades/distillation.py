@@ -80,7 +80,6 @@ class DistillConfig:
         if self.population_size is None:
             object.__setattr__(self, "population_size", default_population_size(self.num_search_dims()))
         dataset = self.searches_dataset
-        check_search_numbers(self)
         checks = [
             (self.pairs >= 1 or not dataset, f"pairs must be at least 1, got {self.pairs}"),
             (self.pairs <= MAX_PAIRS, f"pairs must be at most {MAX_PAIRS}, got {self.pairs}"),
@@ -108,6 +107,7 @@ class DistillConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        check_search_numbers(self)  # then ceilings and finiteness, which the checks above leave open
         spec.check_backend(self.backend)
 
     def num_search_dims(self) -> int:
