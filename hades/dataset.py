@@ -258,7 +258,11 @@ class Dataset:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "dataset", info: dict | None = None) -> "Dataset":
-        tensors, meta = tensors_from_bytes(data, source)
+        return cls._from_parts(*tensors_from_bytes(data, source), source, info)
+
+    @classmethod
+    def _from_parts(cls, tensors: dict, meta: dict, source: str, info: dict | None = None) -> "Dataset":
+        """The dataset parsed tensors and metadata describe, every field checked."""
         if meta.get("kind", "dataset") != "dataset":
             raise FormatError(f"{source} holds a {meta.get('kind')!r}, not a dataset")
         for name in ("states", "actions"):
@@ -295,8 +299,9 @@ class Dataset:
             expected = expected_sha256 or section.get("sha256")
             data = read_bytes(data_path)
             verify_checksum(data, expected, str(data_path))
-            dataset = cls.from_bytes(data, str(data_path))
-            check_card_matches(section, tensors_from_bytes(data, str(data_path))[1], str(path / CARD_FILE))
+            tensors, meta = tensors_from_bytes(data, str(data_path))
+            dataset = cls._from_parts(tensors, meta, str(data_path))
+            check_card_matches(section, meta, str(path / CARD_FILE))
             return dataset
         data = read_bytes(path)
         verify_checksum(data, expected_sha256, str(path))

@@ -113,8 +113,6 @@ def read_card(folder: Path) -> tuple[dict, str]:
     path = Path(folder) / CARD_FILE
     if not path.is_file():
         if not Path(folder).exists():  # removed while being read (a store delete, say): gone, not malformed
-            from hades.errors import NotFoundError
-
             raise NotFoundError(f"{folder} does not exist (any more)")
         raise CardError(f"{folder} has no card {CARD_FILE}; re-create the folder with hades or pull it again")
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -142,17 +140,15 @@ def check_card_matches(section: dict, meta: dict, source: str) -> None:
         if key not in meta:
             raise CardError(f"{source}: the card's field {key!r} is not in the file's own metadata; "
                             "the card was edited: re-create it with hades or pull the dataset again")
-        if canonical_json(_plain(section[key])) != canonical_json(_plain(meta[key])):
+        if _plain(section[key]) != _plain(meta[key]):
             raise CardError(f"{source}: the card's field {key!r} disagrees with the file's own metadata; "
                             "the card was edited: re-create it with hades or pull the dataset again")
 
 
-def _plain(value):
-    """JSON's view of a value, so YAML's and JSON's spellings of the same data compare equal."""
-    try:
-        return json.loads(json.dumps(value, default=str))
-    except ValueError:  # NaN and friends: compare their text
-        return json.loads(json.dumps(value, default=str).replace("NaN", '"NaN"').replace("Infinity", '"Infinity"'))
+def _plain(value) -> str:
+    """JSON text of a value with sorted keys, so YAML's and JSON's spellings of the same data (dates,
+    tuples, NaN) compare equal."""
+    return json.dumps(json.loads(json.dumps(value, default=str)), sort_keys=True)
 
 
 @contextmanager

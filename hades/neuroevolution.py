@@ -16,16 +16,12 @@ fitness.png, and scores.csv with validation).
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from hades.debris import clean_dead, owned_prefix
 from hades.distillation import DistillConfig
 from hades.envs import get_env_spec
 from hades.errors import SpecError
@@ -204,18 +200,15 @@ def write_params_outputs(out, policy, history: list[dict], validation_history=()
     """Stage the policy folder next to ``out`` and move it in, the card (with the checksum) last;
     files the folder does not name (the checkpoint) are left alone."""
     from hades.curves import fitness_plot
-    from hades.files import CARD_FILE, FITNESS_COLUMNS, FITNESS_CSV, FITNESS_PLOT, VALIDATION_COLUMNS, VALIDATION_CSV
-    from hades.outputs import write_csv
+    from hades.files import FITNESS_COLUMNS, FITNESS_CSV, FITNESS_PLOT, VALIDATION_COLUMNS, VALIDATION_CSV
+    from hades.outputs import move_in, staging_beside, write_csv
     from hades.policy_io import write_policy_folder
 
     out = Path(out)
     if evaluation is not None:
         policy = replace(policy, info={**policy.info, "evaluation": evaluation})
     out.mkdir(parents=True, exist_ok=True)
-    clean_dead(out.parent, ".hades-")  # the staging folder of a run killed while writing its outputs
-    with tempfile.TemporaryDirectory(prefix=owned_prefix(".hades-"), suffix=f".{out.name}.staging",
-                                     dir=out.parent) as staging:
-        tmp = Path(staging)
+    with staging_beside(out) as tmp:
         csv_path = write_csv(tmp / FITNESS_CSV, FITNESS_COLUMNS, history)
         selected = (policy.info.get("method") or {}).get("selected") or {}
         plot = fitness_plot(csv_path, tmp / FITNESS_PLOT, validation=validation_history,
@@ -223,13 +216,8 @@ def write_params_outputs(out, policy, history: list[dict], validation_history=()
         extra = {FITNESS_CSV: csv_path, FITNESS_PLOT: plot}
         if validation_history:
             extra[VALIDATION_CSV] = write_csv(tmp / VALIDATION_CSV, VALIDATION_COLUMNS, validation_history)
-        staged = write_policy_folder(tmp / "policy", policy.to_bytes(), lambda sha: card_data(policy, sha),
-                                     CARD_TEMPLATE, extra)
-        for item in sorted(staged.iterdir(), key=lambda item: item.name == CARD_FILE):
-            target = out / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(item, target)
+        move_in(write_policy_folder(tmp / "policy", policy.to_bytes(), lambda sha: card_data(policy, sha),
+                                    CARD_TEMPLATE, extra), out)
     return out
 
 

@@ -11,8 +11,9 @@ import os
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from hades.debris import clean_dead, owned_prefix
 from hades.dataset import Dataset
@@ -29,6 +30,26 @@ def write_csv(path: Path, columns: tuple[str, ...], rows: Iterable[dict]) -> Pat
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+@contextmanager
+def staging_beside(out: Path) -> Iterator[Path]:
+    """A scratch folder next to ``out`` (the same file system), named after this process so the next
+    writer can remove it if this one is killed; gone afterwards whatever happens."""
+    clean_dead(out.parent, ".hades-")  # the staging folder of a run killed while writing its outputs
+    with tempfile.TemporaryDirectory(prefix=owned_prefix(".hades-"), suffix=f".{out.name}.staging",
+                                     dir=out.parent) as staging:
+        yield Path(staging)
+
+
+def move_in(staged: Path, out: Path) -> None:
+    """Move every file of ``staged`` into ``out``, the card (which holds the checksum) last, so a
+    reader never sees a card naming files that are not there yet."""
+    for item in sorted(staged.iterdir(), key=lambda item: item.name == CARD_FILE):
+        target = out / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
 
 
 def paper_figure(dataset: Dataset) -> float | None:
@@ -59,11 +80,7 @@ def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], valida
     if evaluation is not None:
         dataset = dataset.replace(info={**dataset.info, "evaluation": evaluation})
     out.mkdir(parents=True, exist_ok=True)
-    # Staged next to the output (same file system), gone afterwards whatever happens.
-    clean_dead(out.parent, ".hades-")  # the staging folder of a run killed while writing its outputs
-    with tempfile.TemporaryDirectory(prefix=owned_prefix(".hades-"), suffix=f".{out.name}.staging",
-                                     dir=out.parent) as staging:
-        tmp = Path(staging)
+    with staging_beside(out) as tmp:
         csv_path = write_csv(tmp / FITNESS_CSV, FITNESS_COLUMNS, history)
         method = dataset.info.get("method") or {}
         selected = method.get("selected") or {}
@@ -78,14 +95,7 @@ def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], valida
                 extra[STATES_PLOT] = render_states(dataset, tmp / STATES_PLOT)
             except RenderError as exc:  # no OpenGL platform here: the card simply has no picture
                 warnings.warn(f"{STATES_PLOT} skipped: {exc}", stacklevel=2)
-        staged = tmp / "dataset"
-        dataset.save(staged, parquet=True, extra_files=extra)
-        # The card (which holds the checksum) goes in last.
-        for item in sorted(staged.iterdir(), key=lambda item: item.name == CARD_FILE):
-            target = out / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(item, target)
+        move_in(dataset.save(tmp / "dataset", parquet=True, extra_files=extra), out)
     if validation_history:
         (out / LEGACY_VALIDATION_CSV).unlink(missing_ok=True)
     return out

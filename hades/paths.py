@@ -19,7 +19,7 @@ def check_output_folder(path: str | Path, what: str = "output folder") -> Path:
     _check_names(path, what)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"the {what} {path} is a file, not a folder")
-    _check_creatable(path if path.is_dir() else path, what)
+    _check_creatable(path, what)
     return path
 
 

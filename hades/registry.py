@@ -180,10 +180,13 @@ def select_entries(entries: tuple[Entry, ...], *, env: str | None = None, namesp
         if namespace and namespace not in CATALOGUE_NAMESPACES:
             known = ", ".join(["ours", *sorted(CATALOGUE_NAMESPACES)])
             raise NotFoundError(f"{namespace!r} is not a catalogue namespace (known: {known})")
-    known_methods = {"hades-r", "hades-f", "neuroevolution", *((entry.method or "").lower() for entry in entries)}
-    if method is not None and method.lower() not in known_methods:
-        raise NotFoundError(f"{method!r} is not a method of any catalogue entry "
-                            f"(known: {', '.join(sorted(m for m in known_methods if m))})")
+    if method is not None:
+        from hades.distillation import METHODS
+
+        known_methods = {*METHODS, *((entry.method or "").lower() for entry in entries)}
+        if method.lower() not in known_methods:
+            raise NotFoundError(f"{method!r} is not a method of any catalogue entry "
+                                f"(known: {', '.join(sorted(m for m in known_methods if m))})")
     selected = []
     for entry in entries:
         if env is not None and entry.env.lower() != env.lower():

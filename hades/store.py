@@ -125,18 +125,19 @@ def _verify_policy_folder(folder: Path, data_path: Path) -> Verified:
     expected, section = _recorded_sha256(folder, data_path)
     data = read_bytes(data_path)
     actual = verify_checksum(data, expected, str(data_path))
-    meta = _check_policy_bytes(data, str(data_path), section)
+    meta = _check_policy_bytes(data, str(data_path), section, str(folder / CARD_FILE))
     return Verified(folder, "policy", actual, _env_id(meta))
 
 
-def _check_policy_bytes(data: bytes, source: str, section: dict | None = None) -> dict:
+def _check_policy_bytes(data: bytes, source: str, section: dict | None = None, card_source: str = "") -> dict:
+    """Check a policy file (and, given its card's ``hades`` section, the card against it)."""
     from hades.formats import check_card_matches, tensors_from_bytes
     from hades.metadata import check_policy
 
     tensors, meta = tensors_from_bytes(data, source)
     check_policy(tensors, meta, source)
     if section is not None:
-        check_card_matches(section, meta, source.rsplit("/", 1)[0] + "/" + CARD_FILE)
+        check_card_matches(section, meta, card_source)
     return meta
 
 

@@ -26,6 +26,16 @@ def _c(id, *argv, fragment="", usage=False, hub=""):
     return Case(id, tuple(argv), fragment.lower(), usage, hub)
 
 
+def _over(base: tuple[str, ...], extra: tuple[str, ...]) -> list[str]:
+    """``base`` with ``extra`` appended; a flag of ``extra`` replaces the same flag (and its value) of ``base``."""
+    argv = list(base)
+    for flag in extra[::2]:
+        if flag in argv:
+            index = argv.index(flag)
+            del argv[index:index + 2]
+    return [*argv, *extra]
+
+
 CORRUPT = sorted(corrupt_tensor_files(good_dataset()))
 TAMPERED = sorted(tampered_cards(good_dataset()))
 ODD_INPUTS = ("missing", "regular-file", "through-file", "empty-folder", "fifo", "symlink-loop", "name-too-long",
@@ -101,12 +111,7 @@ def train_options() -> list[Case]:
     base = ("train-from", "{m:dataset}", "--seeds", "1", "--steps", "2", "--eval-steps", "2", "--envs", "1")
 
     def t(id, *extra, usage=False, fragment=""):
-        argv = list(base)
-        for flag in extra[::2]:  # the case's flag replaces the base's
-            if flag in argv:
-                index = argv.index(flag)
-                del argv[index:index + 2]
-        return _c(f"train-from-{id}", *argv, *extra, usage=usage, fragment=fragment)
+        return _c(f"train-from-{id}", *_over(base, extra), usage=usage, fragment=fragment)
 
     cases = [t(f"arch-{index}", "--arch", arch) for index, arch in enumerate(BAD_ARCHS)]
     cases += [
@@ -140,14 +145,10 @@ def distill_options() -> list[Case]:
             "--eval-envs", "1", "--eval-steps", "2", "--out", "{out}/run")
 
     def d(id, *extra, usage=False, env=None, fragment=""):
-        argv = list(base)
+        argv = _over(base, extra)
         if env:
             argv[1] = env
-        for flag in extra[::2]:
-            if flag in argv:
-                index = argv.index(flag)
-                del argv[index:index + 2]
-        return _c(f"distill-{id}", *argv, *extra, usage=usage, fragment=fragment)
+        return _c(f"distill-{id}", *argv, usage=usage, fragment=fragment)
 
     cases = [d(f"arch-{index}", "--arch", arch) for index, arch in enumerate(BAD_ARCHS)]
     cases += [d(f"out-{name}", "--out", target) for name, target in BAD_OUTS.items()]
@@ -189,12 +190,7 @@ def neuroevolve_options() -> list[Case]:
             "--eval-steps", "2", "--arch", "4:tanh", "--out", "{out}/run")
 
     def n(id, *extra, usage=False):
-        argv = list(base)
-        for flag in extra[::2]:
-            if flag in argv:
-                index = argv.index(flag)
-                del argv[index:index + 2]
-        return _c(f"neuroevolve-{id}", *argv, *extra, usage=usage)
+        return _c(f"neuroevolve-{id}", *_over(base, extra), usage=usage)
 
     return [
         _c("neuroevolve-env-unknown", "neuroevolve", "pogo-stick"), n("population-odd", "--population", "3"),
@@ -259,12 +255,7 @@ def publish_and_convert() -> list[Case]:
             "--seeds", "1", "--eval-steps", "2", "--eval-envs", "1", "--no-pictures")
 
     def p(id, *extra, usage=False):
-        argv = list(base)
-        for flag in extra[::2]:
-            if flag in argv:
-                index = argv.index(flag)
-                del argv[index:index + 2]
-        return _c(f"publish-{id}", *argv, *extra, usage=usage)
+        return _c(f"publish-{id}", *_over(base, extra), usage=usage)
 
     names = ("", "../x", "A B", "x/y", "tilde~name", "-leading-dash", "x" * 300, "name@1", ".hidden")
     versions = ("", "1..2", "1.0-", "../1", "1 0", "-1", "1/2")
