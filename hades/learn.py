@@ -41,8 +41,10 @@ class Recipe:
             raise ValueError(f"steps must be a whole number, got {self.steps!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"steps must lie in 1..{MAX_STEPS}, got {self.steps}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.steps > MAX_STEPS:
+            raise ValueError(f"steps must be at most {MAX_STEPS}, got {self.steps}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be positive or None, got {self.max_grad_norm}")
         if self.optimizer not in OPTIMIZERS:

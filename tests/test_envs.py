@@ -15,7 +15,10 @@ MINATAR = {"Asterix-MinAtar": (4, 5), "Breakout-MinAtar": (4, 3), "SpaceInvaders
 
 
 def test_catalogue_has_the_papers_envs_with_their_dims():
-    assert set(ENVS) == set(BRAX) | set(MINATAR)
+    assert set(ENVS) == set(BRAX) | set(MINATAR) | {"Pong-misc"}
+    pong = get_env_spec("pong-misc")  # gymnax's grid Pong, the env of the paper's Pong D3 datasets
+    assert (pong.library, pong.obs_shape, pong.obs_dim, pong.action_dim, pong.action_type, pong.episode_length) == (
+        "gymnax", (30, 40, 3), 3600, 3, "discrete", 1000)
     for name, (obs, act) in BRAX.items():
         spec = get_env_spec(name)
         assert (spec.library, spec.obs_dim, spec.action_dim, spec.action_type) == ("brax", obs, act, "continuous")
