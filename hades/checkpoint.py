@@ -2,8 +2,9 @@
 
 One msgpack map, written atomically after every chunk of generations, holding everything a resumed
 run needs to end bit for bit where an uninterrupted one would: the ES state, the observation
-statistics the program was compiled with, the fitness history, the validation record and the
-restarts (runs that have had any). It is
+statistics the program was compiled with, the fitness history, the validation record, the
+restarts (runs that have had any) and the commands that ran it (the one that started it, then each
+resumption with the generation it resumed at). It is
 marked ``format: hades-checkpoint`` with a ``format_version``; checkpoints written before the
 marker existed (they hold ``fingerprint``, ``history`` and ``state``) read as version 1.
 
@@ -87,6 +88,19 @@ class Checkpoint:
                 raise ValueError("its restarts are not a list")
         return restarts
 
+    def commands(self) -> list[dict]:
+        """The commands that ran the run so far (``generation``, ``command``), the starting one first;
+        [] for a checkpoint written before they were recorded."""
+        if "commands" not in self.payload:
+            return []
+        with _unreadable(self.path):
+            commands = json.loads(self.payload["commands"])
+            if not isinstance(commands, list) or not all(
+                    isinstance(row, dict) and isinstance(row.get("command"), str)
+                    and isinstance(row.get("generation"), int) for row in commands):
+                raise ValueError("its commands are not a list of (generation, command)")
+        return commands
+
     def best_arrays(self) -> dict:
         """The arrays of the best-validated ES mean (a record with a ``best`` has them)."""
         with _unreadable(self.path):
@@ -162,12 +176,13 @@ def read_validation(out: str | Path) -> dict | None:
 
 def save_checkpoint(out: str | Path, config, history: list[dict], obs_mean, obs_var, state,
                     validation: dict | None = None, best_arrays: dict | None = None,
-                    restarts: list[dict] | None = None) -> Path:
+                    restarts: list[dict] | None = None, commands: list[dict] | None = None) -> Path:
     """Write the checkpoint of the run of ``config`` writing to ``out``, atomically.
 
     ``state``: the ES state (host arrays); ``validation``: the record :meth:`Checkpoint.validation`
     gives back (None: a run without validation), with ``best_arrays`` when it has a best;
-    ``restarts``: what :meth:`Checkpoint.restarts` gives back (left out when there are none).
+    ``restarts``: what :meth:`Checkpoint.restarts` gives back (left out when there are none);
+    ``commands``: what :meth:`Checkpoint.commands` gives back.
     """
     import jax
     from flax import serialization
@@ -186,6 +201,8 @@ def save_checkpoint(out: str | Path, config, history: list[dict], obs_mean, obs_
             payload["best_arrays"] = {name: np.asarray(value) for name, value in best_arrays.items()}
     if restarts:
         payload["restarts"] = canonical_json(restarts)
+    if commands:
+        payload["commands"] = canonical_json(commands)
     path = checkpoint_file(out)
     atomic_write_bytes(path, serialization.msgpack_serialize(payload))
     return path

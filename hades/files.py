@@ -21,6 +21,10 @@ STATES_PLOT = "states.png"
 # folder whose card has no `configs` block, next to data/train.parquet.
 VALIDATION_CSV = "scores.csv"
 LEGACY_VALIDATION_CSV = "validation.csv"  # what older runs wrote; a push sends it as VALIDATION_CSV
+# commands.csv: the command that started the run, then each that resumed it (not part of the
+# dataset's bytes, so a resumed run's dataset file is the uninterrupted one's).
+COMMANDS_CSV = "commands.csv"
+COMMANDS_COLUMNS = ("generation", "command")
 CHECKPOINT_FILE = "checkpoint/state.msgpack"  # relative to the run's output folder
 
 # What `train-from --save --video` adds to the folder of the policy it recorded (its card shows them).

@@ -3,7 +3,8 @@
 The report groups generations in blocks and gives, per block, the mean, median and maximum of the
 population's mean fitness and the median seconds per generation. The median shows the typical
 generation; the mean drops when some generations draw inits that every candidate fails with. Runs
-with validation also get the ES mean's validation scores in each block and the generation kept.
+with validation also get the ES mean's validation scores in each block and the generation kept,
+and every run the commands that started and resumed it.
 """
 
 from __future__ import annotations
@@ -38,20 +39,22 @@ class RunHistory:
     env_steps: int
     blocks: tuple[HistoryBlock, ...]
     kept: dict | None  # the validated mean the run keeps: generation, mean, std, seeds, first_seed, validations
+    commands: tuple[dict, ...] = ()  # generation and command: the one that started the run, then each resumption
 
     def to_dict(self) -> dict:
         return {"out": str(self.out), "generations": self.generations, "env_steps": self.env_steps,
-                "blocks": [block.to_dict() for block in self.blocks], "kept": self.kept}
+                "blocks": [block.to_dict() for block in self.blocks], "kept": self.kept,
+                "commands": list(self.commands)}
 
 
 def run_history(out: str | Path, every: int = 100) -> RunHistory:
     """The fitness history of the run in ``out``, in blocks of ``every`` generations."""
-    from hades.checkpoint import read_history, read_validation
+    from hades.checkpoint import load_checkpoint
 
     if every < 1:
         raise ValueError(f"blocks need at least 1 generation, got {every}")
-    history = read_history(out)
-    validation = read_validation(out)
+    checkpoint = load_checkpoint(out)
+    history, validation = checkpoint.history(), checkpoint.validation()
     if not history:
         raise CheckpointError(f"the checkpoint in {out} holds no generations yet")
     means = np.array([row["mean"] for row in history], np.float64)
@@ -71,4 +74,5 @@ def run_history(out: str | Path, every: int = 100) -> RunHistory:
         best, settings = validation["best"], validation["settings"]
         kept = {"generation": best["generation"], "mean": best["mean"], "std": best["std"],
                 "seeds": settings["seeds"], "first_seed": settings["first_seed"], "validations": len(scored)}
-    return RunHistory(Path(out), len(history), int(history[-1]["env_steps"]), tuple(blocks), kept)
+    return RunHistory(Path(out), len(history), int(history[-1]["env_steps"]), tuple(blocks), kept,
+                      tuple(checkpoint.commands()))

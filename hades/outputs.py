@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 from hades.debris import clean_dead, owned_prefix
 from hades.dataset import Dataset
 from hades.files import (
-    CARD_FILE, FITNESS_COLUMNS, FITNESS_CSV, FITNESS_PLOT, LEGACY_VALIDATION_CSV, STATES_PLOT, VALIDATION_COLUMNS,
+    CARD_FILE, COMMANDS_COLUMNS, COMMANDS_CSV, FITNESS_COLUMNS, FITNESS_CSV, FITNESS_PLOT, LEGACY_VALIDATION_CSV, STATES_PLOT, VALIDATION_COLUMNS,
     VALIDATION_CSV,
 )
 
@@ -65,11 +65,12 @@ def paper_figure(dataset: Dataset) -> float | None:
 
 
 def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], validation_history: list[dict] = (),
-                  evaluation: dict | None = None, pictures: bool = True) -> Path:
-    """Write the dataset folder (card, fitness.csv, fitness.png, states.png, scores.csv) into ``out``.
+                  evaluation: dict | None = None, pictures: bool = True, commands: list[dict] = ()) -> Path:
+    """Write the dataset folder (card, fitness.csv, fitness.png, states.png, scores.csv, commands.csv) into ``out``.
 
     ``history``: the fitness rows (:data:`hades.files.FITNESS_COLUMNS`); ``validation_history``:
-    the validation rows, if the run validated; ``evaluation``: the final evaluation the card
+    the validation rows, if the run validated; ``commands``: the commands that ran it
+    (:data:`hades.files.COMMANDS_COLUMNS`), if known; ``evaluation``: the final evaluation the card
     records. Files of ``out`` the dataset does not name (the checkpoint) are left alone, except
     the ``validation.csv`` of an older run, which ``scores.csv`` replaces.
     """
@@ -90,6 +91,8 @@ def write_outputs(out: str | Path, dataset: Dataset, history: list[dict], valida
         extra = {FITNESS_CSV: csv_path, FITNESS_PLOT: plot}
         if validation_history:
             extra[VALIDATION_CSV] = write_csv(tmp / VALIDATION_CSV, VALIDATION_COLUMNS, validation_history)
+        if commands:
+            extra[COMMANDS_CSV] = write_csv(tmp / COMMANDS_CSV, COMMANDS_COLUMNS, commands)
         if pictures:
             try:
                 extra[STATES_PLOT] = render_states(dataset, tmp / STATES_PLOT)

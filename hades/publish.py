@@ -26,14 +26,16 @@ from hades.dataset import Dataset
 from hades.debris import alive
 from hades.errors import FormatError, SpecError
 from hades.evaluate import EvalProtocol
-from hades.files import DATASET_FILE, FITNESS_CSV, FITNESS_PLOT, LEGACY_VALIDATION_CSV, STATES_PLOT, VALIDATION_CSV
+from hades.files import (
+    COMMANDS_CSV, DATASET_FILE, FITNESS_CSV, FITNESS_PLOT, LEGACY_VALIDATION_CSV, STATES_PLOT, VALIDATION_CSV,
+)
 from hades.formats import atomic_write_bytes
 from hades.ids import check_part, format_catalogue_name, split_catalogue_name
 
 # The architectures every entry's transfer table reports (the issue of tanh-only datasets shows here).
 TRANSFER_ARCHS = ("2x64:relu", "2x256:tanh", "2x512:tanh", "3x256:relu")
 # Files of a run or dataset folder that travel with the entry (when present and pictures are kept).
-EXTRA_FILES = (FITNESS_CSV, FITNESS_PLOT, STATES_PLOT, VALIDATION_CSV)
+EXTRA_FILES = (FITNESS_CSV, FITNESS_PLOT, STATES_PLOT, VALIDATION_CSV, COMMANDS_CSV)
 PICTURES = (FITNESS_PLOT, STATES_PLOT)
 STAGING_PREFIX = ".publish-"
 # Below this fraction of what the paper's run recorded, a card says that our figure falls short.

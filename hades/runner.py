@@ -30,6 +30,7 @@ from hades.checkpoint import (Checkpoint, checkpoint_file, load_checkpoint, read
 from hades.dataset import Dataset
 from hades.distillation import DistillConfig, fixed_labels, make_generation, start_arrays
 from hades.envs import get_env_spec
+from hades.provenance import command_line
 from hades.errors import CheckpointError, MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError
 from hades.multihost import (broadcast_arrays, check_same_everywhere, envs_on_local_device, from_lead, is_lead_process,
                              make_mesh, replicate, to_host)
@@ -78,6 +79,8 @@ class Distiller:
         self.history: list[dict] = []
         self.log: ValidationLog | None = None  # the validation scores and the best mean (runs with validation)
         self.restarts: list[dict] = []  # the restarts so far: generation and the population from then on
+        # The commands that ran this run: the starting one (the dataset records it), then each resumption.
+        self.commands: list[dict] = []
         self.last_dataset: Dataset | None = None  # the ES mean when the run stopped (what it returns without validation)
 
     @property
@@ -184,11 +187,13 @@ class Distiller:
         # The program is built with the statistics the run started with.
         obs_mean, obs_var = starting_obs_stats(config, self.start) if checkpoint is None else checkpoint.obs_stats()
         self.history, self.log, self.restarts = [], None if self.validation is None else ValidationLog(self.validation), []
+        self.commands = []
         if checkpoint is not None:
-            self.history, self.restarts = checkpoint.history(), checkpoint.restarts()
+            self.history, self.restarts, self.commands = checkpoint.history(), checkpoint.restarts(), checkpoint.commands()
             if self.validation is not None:
                 self._check_restart_validation(checkpoint)
                 self.log = ValidationLog.resumed(self.validation, checkpoint)
+        self.commands.append({"generation": len(self.history), "command": command_line()})
         start = None if self.start is None else start_arrays(config, self.start)
         state, run_chunk, dataset_arrays = self._program(obs_mean, obs_var, start, jax.random.PRNGKey(config.seed),
                                                          checkpoint)
@@ -308,7 +313,8 @@ class Distiller:
             return
         log = self.log
         save_checkpoint(self.out, self.config, self.history, obs_mean, obs_var, state,
-                        None if log is None else log.record(), None if log is None else log.best_arrays, self.restarts)
+                        None if log is None else log.record(), None if log is None else log.best_arrays, self.restarts,
+                        self.commands)
 
     def _last(self) -> tuple[float, float, float | None]:
         validation = None if self.best is None else self.best["mean"]
@@ -345,6 +351,9 @@ class Distiller:
         from hades.provenance import provenance
 
         config = self.config
+        # The command that started the run, not the one that resumed it: interrupted and resumed
+        # gives the same file as uninterrupted (the resumptions are in commands.csv).
+        started_by = {"command": self.commands[0]["command"]} if self.commands else {}
         states, actions = self._pairs(arrays)
         method = self._method_record(config.method, selected, inits_per_generation=config.inits_per_generation)
         total_steps = method["env_steps"]
@@ -359,7 +368,7 @@ class Distiller:
             if isinstance(parent.get("env_steps"), int):
                 method["env_steps_including_init"] = total_steps + parent["env_steps"]
         info = {"method": method, "recipe": config.recipe.to_dict(), "backend": config.backend,
-                "license": "apache-2.0", "provenance": provenance(config.seed)}
+                "license": "apache-2.0", "provenance": provenance(config.seed, **started_by)}
         constant = config.normalization == "constant"
         return Dataset(states, actions, config.env, config.normalization,
                        obs_mean if constant else None, obs_var if constant else None, info)
@@ -373,4 +382,5 @@ class Distiller:
             return self.out
         from hades.outputs import write_outputs
 
-        return write_outputs(self.out, dataset, self.history, self.validation_history, evaluation, pictures)
+        return write_outputs(self.out, dataset, self.history, self.validation_history, evaluation, pictures,
+                             commands=self.commands)

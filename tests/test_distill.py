@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 import jax
@@ -21,14 +22,16 @@ import yaml
 from conftest import run_cli, tiny_recipe
 
 import hades
-from hades.checkpoint import checkpoint_file, read_history, read_validation, restore_checkpoint
+from hades.checkpoint import checkpoint_file, load_checkpoint, read_history, read_validation, restore_checkpoint
 from hades.distillation import (DistillConfig, default_train_batch, fixed_labels, make_fitness, make_generation, make_strategy,
                                 policy_param_count, preset, solution_layout, start_arrays)
 from hades.errors import (CheckpointError, MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError,
                           UnknownEnvError)
 from hades.evaluate import EvalProtocol
-from hades.files import FITNESS_COLUMNS, FITNESS_CSV, VALIDATION_CSV
+from hades.files import COMMANDS_CSV, FITNESS_COLUMNS, FITNESS_CSV, VALIDATION_CSV
+from hades.history import run_history
 from hades.multihost import initialize_distributed
+from hades.provenance import command_line
 from hades.runner import Distiller
 from hades.trainfrom import train_from
 from hades.validation import VALIDATION_FIRST_SEED, Validation
@@ -174,15 +177,17 @@ def test_fitness_improves_over_generations(learning_run):
     assert dataset.info["method"]["best_population_mean_fitness"] == max(means)
 
 
-def test_resume_ends_bit_for_bit_where_an_uninterrupted_run_ends(learning_run, tmp_path):
+def test_resume_ends_bit_for_bit_where_an_uninterrupted_run_ends(learning_run, tmp_path, monkeypatch):
     config, full, full_dataset = learning_run
     out = tmp_path / "run"
+    started_by = command_line()
     # interrupted after the first checkpoint ...
     first = Distiller(dataclasses.replace(config, num_generations=LEARN_CHUNK), out, LEARN_CHUNK, num_devices=1)
     first.run()
     assert (out / "checkpoint" / "state.msgpack").is_file() and len(first.history) == LEARN_CHUNK
     # ... then resumed to the end: num_generations is not part of the fingerprint
     assert config.fingerprint() == dataclasses.replace(config, num_generations=LEARN_CHUNK).fingerprint()
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--resume"])  # as `hades distill ... --resume` would be
     resumed = Distiller(config, out, LEARN_CHUNK, num_devices=1)
     progress = []
     dataset = resumed.run(resume=True, on_progress=progress.append)
@@ -190,9 +195,17 @@ def test_resume_ends_bit_for_bit_where_an_uninterrupted_run_ends(learning_run, t
 
     assert _without_timing(resumed.history) == _without_timing(full.history)
     assert np.array_equal(dataset.states, full_dataset.states) and np.array_equal(dataset.actions, full_dataset.actions)
-    # The card records the git commit at the time of the run; HEAD may move between the two runs.
-    same_provenance = {**dataset.info, "provenance": full_dataset.info["provenance"]}
-    assert dataset.replace(info=same_provenance).to_bytes() == full_dataset.to_bytes()
+    # The whole file: the dataset records the command that started the run, not the one that resumed it.
+    assert dataset.to_bytes() == full_dataset.to_bytes()
+    assert dataset.info["provenance"]["command"] == started_by
+    assert resumed.commands == [{"generation": 0, "command": started_by},
+                                {"generation": LEARN_CHUNK, "command": command_line()}]
+    assert load_checkpoint(out).commands() == resumed.commands
+    resumed.write_outputs(dataset, pictures=False)
+    with open(out / COMMANDS_CSV, newline="") as handle:
+        assert [(int(row["generation"]), row["command"]) for row in csv.DictReader(handle)] == [
+            (0, started_by), (LEARN_CHUNK, command_line())]
+    assert run_history(out).commands == tuple(resumed.commands)
 
 
 def test_resume_refuses_other_settings_a_missing_checkpoint_and_a_used_folder(learning_run, tmp_path):

@@ -111,3 +111,5 @@ def history_command(
     if kept:
         typer.echo(f"kept: the ES mean of generation {kept['generation']}, {kept['mean']:.1f} ± {kept['std']:.1f} over "
                    f"{kept['seeds']} fresh inits (seeds from {kept['first_seed']}), best of {kept['validations']} validations")
+    for index, row in enumerate(report.commands):
+        typer.echo(f"{'started' if index == 0 else 'resumed'} at generation {row['generation']}: {row['command']}")
