@@ -25,6 +25,14 @@ def owned_prefix(prefix: str) -> str:
     return f"{prefix}{os.getpid()}-"
 
 
+def left_by_dead(item: Path, prefix: str) -> bool:
+    """Whether ``item`` is named ``prefix`` + PID + ``-...`` and that process is gone."""
+    if not item.name.startswith(prefix):
+        return False
+    pid = item.name[len(prefix):].split("-", 1)[0]
+    return pid.isdigit() and not alive(int(pid))
+
+
 def clean_dead(parent: str | Path, prefix: str) -> list[Path]:
     """Remove the entries of ``parent`` named ``prefix`` + PID + ``-...`` whose process is gone."""
     removed = []
@@ -33,8 +41,7 @@ def clean_dead(parent: str | Path, prefix: str) -> list[Path]:
     except OSError:
         return removed
     for item in candidates:
-        pid = item.name[len(prefix):].split("-", 1)[0]
-        if not pid.isdigit() or alive(int(pid)):
+        if not left_by_dead(item, prefix):
             continue
         if item.is_dir() and not item.is_symlink():
             shutil.rmtree(item, ignore_errors=True)

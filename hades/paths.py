@@ -8,6 +8,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from hades.debris import owned_prefix
 from hades.errors import FormatError, NotFoundError, OutputPathError
 
 NAME_MAX = 255  # bytes per path component on the filesystems hades writes to
@@ -70,7 +71,7 @@ def _check_creatable(path: Path, what: str) -> None:
     if not ancestor.is_dir():
         raise OutputPathError(f"cannot create the {what} {path}: {ancestor} is a file, not a folder")
     try:  # os.access says yes to root everywhere, /proc included: only a real file says the truth
-        handle, probe = tempfile.mkstemp(prefix=".hades-write-check-", dir=ancestor)
+        handle, probe = tempfile.mkstemp(prefix=owned_prefix(".hades-") + "write-check-", dir=ancestor)
         os.close(handle)
         os.unlink(probe)
     except OSError as exc:

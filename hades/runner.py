@@ -28,6 +28,7 @@ import numpy as np
 from hades.checkpoint import (Checkpoint, checkpoint_file, load_checkpoint, read_checkpoint_bytes, restore_checkpoint,
                               save_checkpoint)
 from hades.dataset import Dataset
+from hades.debris import left_by_dead
 from hades.distillation import DistillConfig, fixed_labels, make_generation, start_arrays
 from hades.envs import get_env_spec
 from hades.provenance import command_line
@@ -120,7 +121,19 @@ class Distiller:
         return from_lead(read)
 
     def _out_in_use(self) -> bool:
-        return self.out.exists() and any(self.out.iterdir())
+        """Whether ``out`` holds anything but what a run killed before its first checkpoint leaves
+        (dead writers' temporary files, a checkpoint folder holding nothing else)."""
+        if not self.out.exists():
+            return False
+        checkpoint_folder = self.checkpoint_path.parent
+        for item in self.out.iterdir():
+            if left_by_dead(item, ".hades-"):
+                continue
+            if item == checkpoint_folder and item.is_dir() and not item.is_symlink() and all(
+                    left_by_dead(inner, ".hades-") for inner in item.iterdir()):
+                continue
+            return True
+        return False
 
     def _checkpoint(self, data: bytes) -> Checkpoint:
         checkpoint = restore_checkpoint(data, self.checkpoint_path)

@@ -4,7 +4,8 @@ to create repositories, commit (inline and Git-LFS uploads), tag, list and downl
 The real client talks to it through ``HF_ENDPOINT``. Each repository keeps every commit (a dict of
 path -> bytes) and its branch and tag refs. Options make it answer like a Hub in trouble: require a
 token (401 otherwise), send only part of a file and then hang or drop the connection, or serve
-bytes that differ from what was committed.
+bytes that differ from what was committed, or take ``delay`` seconds over every upload and
+download (a slow Hub, so that a process killed at a random moment is often killed mid-transfer).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -74,6 +76,7 @@ class HubState:
     def __init__(self, token: str | None = None, lfs_threshold: int | None = None):
         self.token = token  # when set, every request must carry it
         self.lfs_threshold = lfs_threshold  # files of at least this many bytes go through Git-LFS
+        self.delay = 0.0  # seconds every file download, LFS upload and commit takes (a slow Hub)
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_objects: dict[str, bytes] = {}
         self.faults: dict[str, Fault] = {}
@@ -398,6 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _lfs_put(self, oid: str):
         data = self._payload
+        time.sleep(self.state.delay)
         if hashlib.sha256(data).hexdigest() != oid:
             return self._error(400, None, "sha256 of the uploaded object does not match its oid")
         with self.state.lock:
@@ -416,6 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
                     header = item["value"]
                 else:
                     operations.append(item)
+        time.sleep(self.state.delay)  # received whole: a client killed now does not stop the commit
         with self.state.lock:
             files = dict(repo.resolve(revision).files)
             lfs = set(repo.resolve(revision).lfs)
@@ -466,6 +471,8 @@ class _Handler(BaseHTTPRequestHandler):
             start = int(match.group(1))
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         body = data[start:]
+        if self.state.delay and fault is None:
+            return self._send_slowly(206 if start else 200, body, headers)
         if fault is not None and fault.mode in ("stall", "drop") and fault.times > 0:
             fault.times -= 1
             self.send_response(206 if start else 200)
@@ -482,6 +489,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._send(206 if start else 200, body, headers, "application/octet-stream")
+
+
+    def _send_slowly(self, status: int, body: bytes, headers: dict, parts: int = 8):
+        """The body in ``parts`` pieces spread over ``state.delay`` seconds."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        size = -(-len(body) // parts) or 1
+        for offset in range(0, len(body), size):
+            time.sleep(self.state.delay / parts)
+            self.wfile.write(body[offset:offset + size])
+            self.wfile.flush()
 
 
 def repo_url(server: HubServer, repo_type: str, repo_id: str) -> str:
