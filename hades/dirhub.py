@@ -21,6 +21,30 @@ from hades.hub import PushResult, RemoteEntry, files_to_push
 from hades.ids import DatasetId, check_part, format_id, is_commit
 
 
+class DirHub:
+    """Directory hubs as a hub backend (see :class:`hades.hub.HubBackend`). A revision is a folder
+    copied in under a temporary name and renamed into place, then named by ``refs/main``."""
+
+    kind = "dir"
+
+    def pull(self, did: DatasetId, force: bool, progress: bool) -> Path:
+        from hades.hubprogress import status
+
+        with status(progress, f"copying {format_id(did)} into the store"):
+            return pull_dir(did, force)
+
+    def push(self, did: DatasetId, verified: store.Verified, files: dict[str, Path], *, tag: str | None,
+             private: bool, message: str | None, progress: bool) -> PushResult:
+        """``private`` and ``message`` mean nothing to a folder: its permissions and the card say it."""
+        from hades.hubprogress import status
+
+        with status(progress, f"pushing {verified.path} to {format_id(did)}"):
+            return push_dir(did, verified, files, tag)
+
+    def list(self, root: str) -> list[RemoteEntry]:
+        return list_dir(Path(root))
+
+
 def _dir_repo(did: DatasetId) -> Path:
     return Path(did.path) / did.org / did.repo_name
 

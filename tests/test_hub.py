@@ -15,7 +15,7 @@ import pytest
 from conftest import make_hopper_dataset, make_policy_folder, run_in_threads
 from hubserver import Fault
 
-from hades import hub, registry, store
+from hades import hub, ids, registry, store
 from hades.errors import AuthError, ChecksumError, HubError, NotFoundError, SpecError
 
 
@@ -265,3 +265,29 @@ def test_directory_hub_with_a_plain_folder(hades_env, tmp_path):
     assert registry.open_dataset(f"file://{tmp_path}/hub/org/plain").sha256 == dataset.sha256
     with pytest.raises(NotFoundError, match="unversioned"):
         registry.resolve(f"file://{tmp_path}/hub/org/plain@v1")
+
+
+# -- one interface --------------------------------------------------------------------------------
+
+def test_every_hub_backend_has_the_interface_and_is_picked_by_kind(hades_env, tmp_path):
+    import inspect
+
+    from hades.dirhub import DirHub
+    from hades.hfhub import HFHub
+
+    assert isinstance(hub.backend("hf"), HFHub) and isinstance(hub.backend("dir"), DirHub)
+    with pytest.raises(SpecError, match="no hub of kind 'ftp'"):
+        hub.backend("ftp")
+    for name in ("pull", "push", "list"):
+        wanted = inspect.signature(getattr(hub.HubBackend, name))
+        for backend in (HFHub, DirHub):
+            assert list(inspect.signature(getattr(backend, name)).parameters) == list(wanted.parameters), (backend, name)
+    # a push and a pull straight through the backend, with progress asked for
+    dataset = make_hopper_dataset(3)
+    folder = dataset.save(tmp_path / "d")
+    files = hub.hub_names(hub.files_to_push(folder))
+    did = ids.parse_id(f"file://{tmp_path / 'dirhub'}/org/hop")
+    result = hub.backend("dir").push(did, store.verify_path(folder), files, tag="v1", private=False, message=None,
+                                     progress=True)
+    pulled = hub.backend("dir").pull(ids.parse_id(result.tag_id), False, True)
+    assert registry.open_dataset(str(pulled)).sha256 == dataset.sha256
