@@ -40,6 +40,10 @@ class SpecError(HadesError, ValueError):
     """A malformed architecture, identifier or other user-written specification."""
 
 
+class MultiHostError(SpecError):
+    """Multi-host settings that are missing or do not fit together (the coordinator, the process count, the id)."""
+
+
 class NotFoundError(HadesError, FileNotFoundError):
     """A dataset, policy, file or Hub repository that is not there."""
 

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from hades import errors
-from hades.errors import HadesError, SpecError
+from hades.errors import HadesError, MultiHostError, SpecError
 from hades.formats import canonical_json
 
 
@@ -43,15 +43,15 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     """
     if coordinator_address is None:
         if num_processes is not None or process_id is not None:
-            raise SpecError("a multi-host run needs --coordinator HOST:PORT (the address of process 0)")
+            raise MultiHostError("a multi-host run needs the coordinator's address (HOST:PORT of process 0)")
         return False
     if num_processes is None or process_id is None:
-        raise SpecError("a multi-host run needs --num-processes and --process-id along with --coordinator")
+        raise MultiHostError("a multi-host run needs the number of processes and this process's id along with the coordinator")
     if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise SpecError(f"process id must be in 0..{num_processes - 1}, got {process_id}")
+        raise MultiHostError(f"process id must be in 0..{num_processes - 1}, got {process_id}")
     host, _, port = coordinator_address.rpartition(":")
     if not host or not port.isdigit():
-        raise SpecError(f"coordinator must be HOST:PORT, got {coordinator_address!r}")
+        raise MultiHostError(f"coordinator must be HOST:PORT, got {coordinator_address!r}")
     import jax
 
     if jax.distributed.is_initialized():

@@ -25,7 +25,7 @@ import hades
 from hades.checkpoint import checkpoint_file, load_checkpoint, read_history, read_validation, restore_checkpoint
 from hades.distillation import (DistillConfig, default_train_batch, fixed_labels, make_fitness, make_generation, make_strategy,
                                 policy_param_count, preset, solution_layout, start_arrays)
-from hades.errors import (CheckpointError, MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError,
+from hades.errors import (CheckpointError, MissingCheckpointError, MultiHostError, OutputInUseError, SettingsMismatchError, SpecError,
                           UnknownEnvError)
 from hades.evaluate import EvalProtocol
 from hades.files import COMMANDS_CSV, FITNESS_COLUMNS, FITNESS_CSV, VALIDATION_CSV
@@ -555,9 +555,10 @@ def test_losses_and_labels_must_fit_the_env():
 
 def test_multi_host_settings_are_checked_before_joining():
     assert initialize_distributed() is False  # no coordinator: a single-process run
-    with pytest.raises(SpecError, match="--coordinator"):
+    with pytest.raises(MultiHostError, match="coordinator's address") as raised:
         initialize_distributed(None, 2, 0)
-    with pytest.raises(SpecError, match="--num-processes and --process-id"):
+    assert "--" not in str(raised.value)  # the library names settings; the CLI names its flags
+    with pytest.raises(MultiHostError, match="number of processes and this process's id"):
         initialize_distributed("127.0.0.1:1234", 2, None)
     with pytest.raises(SpecError, match="process id must be in 0..1"):
         initialize_distributed("127.0.0.1:1234", 2, 2)

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from hades.cli import app
-from hades.errors import HadesError, MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError
+from hades.errors import (HadesError, MissingCheckpointError, MultiHostError, OutputInUseError, SettingsMismatchError,
+                          SpecError)
 
 
 @app.command("distill")
@@ -131,7 +132,10 @@ def distill_command(
         _print_plan(config, out, start, as_json, validation)
         return
     # Settings are checked first, so a bad option fails fast instead of after joining the other hosts.
-    initialize_distributed(coordinator, num_processes, process_id)
+    try:
+        initialize_distributed(coordinator, num_processes, process_id)
+    except MultiHostError as exc:
+        raise MultiHostError(f"{exc}; {_MULTI_HOST_HINT}") from None
     _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol, start, init_from, validation,
          as_json=as_json)
 
@@ -223,6 +227,7 @@ def _describe_validation(validation) -> str:
 
 
 # What a refused start needs to hear from the command line (the library does not know its flags).
+_MULTI_HOST_HINT = "every process passes --coordinator HOST:PORT, --num-processes N and its own --process-id"
 _FLAG_HINTS = {OutputInUseError: "pass --resume to continue it or pick another --out",
                MissingCheckpointError: "run without --resume to start",
                SettingsMismatchError: "use the same options to resume, or another --out"}
