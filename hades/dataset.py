@@ -177,12 +177,16 @@ class Dataset:
         license_id = str(self.info.get("license", "apache-2.0"))
         tags = ["hades", "behaviour-distillation", "reinforcement-learning", self.env]
         card_data = {"license": license_id, "tags": tags, "pretty_name": self.info.get("name") or f"{self.env} {self.pairs} pairs",
-                     "task_categories": task_categories(self.env_spec), "size_categories": [size_category(self.pairs)],
-                     "source_datasets": self.source_datasets(), "hades": meta}
+                     **self.hub_filters(), "hades": meta}
         if parquet:
             card_data["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": PARQUET_FILE}]}]
         return render_card("dataset", card_data, meta=meta, rows=self.preview_rows(), has_parquet=parquet,
                            images=images or [])
+
+    def hub_filters(self) -> dict:
+        """The card keys the Hub's dataset filters read: task and size categories, where the pairs come from."""
+        return {"task_categories": task_categories(self.env_spec), "size_categories": [size_category(self.pairs)],
+                "source_datasets": self.source_datasets()}
 
     def preview_rows(self, limit: int = 8) -> list[dict]:
         rows = []

@@ -315,6 +315,27 @@ def clean_debris(folder: Path) -> list[Path]:
     return removed
 
 
+def add_hub_filters(entry: str | Path) -> bool:
+    """Give the card of a published entry (a folder) the Hub filter keys its dataset calls for
+    (:meth:`hades.dataset.Dataset.hub_filters`), for entries published before cards had them.
+    Only the front matter's top level changes; the ``hades`` section and the text stay as they are.
+    Returns whether the card changed."""
+    from huggingface_hub import DatasetCard
+
+    from hades.files import CARD_FILE
+
+    entry = Path(entry)
+    dataset = Dataset.load(entry)
+    card = DatasetCard.load(entry / CARD_FILE)
+    wanted = dataset.hub_filters()
+    if all(getattr(card.data, key, None) == value for key, value in wanted.items()):
+        return False
+    for key, value in wanted.items():
+        setattr(card.data, key, value)
+    atomic_write_bytes(entry / CARD_FILE, str(card).encode("utf-8"))
+    return True
+
+
 def _check_unpublished(folder: Path, full: str, version: str) -> None:
     for row in _read_index(folder):
         if row["name"].lower() == full.lower() and row["version"] == version:

@@ -214,6 +214,37 @@ def test_every_bundled_entry_verifies(hades_env):
         assert store.verify_path(entry.folder).sha256 == entry.sha256
 
 
+def test_every_bundled_card_has_the_hub_filter_keys_of_its_dataset(hades_env):
+    from huggingface_hub import DatasetCard
+
+    from hades.dataset import Dataset
+
+    for entry in registry.load_catalogue():
+        card = DatasetCard.load(entry.folder / "README.md")
+        for key, value in Dataset.load(entry.folder).hub_filters().items():
+            assert getattr(card.data, key, None) == value, (entry.id, key)
+
+
+def test_hub_filter_keys_are_added_to_an_older_card_and_nothing_else_changes(tmp_path):
+    from conftest import make_hopper_dataset
+    from huggingface_hub import DatasetCard
+
+    from hades.publish import add_hub_filters
+
+    folder = make_hopper_dataset(2).save(tmp_path / "old")
+    card = DatasetCard.load(folder / "README.md")
+    for key in ("task_categories", "size_categories", "source_datasets"):
+        setattr(card.data, key, None)
+    (folder / "README.md").write_text(str(card), encoding="utf-8")
+    before = DatasetCard.load(folder / "README.md")
+    assert add_hub_filters(folder) is True and add_hub_filters(folder) is False
+    after = DatasetCard.load(folder / "README.md")
+    assert after.data.task_categories == ["reinforcement-learning", "robotics"] and after.data.size_categories == ["n<1K"]
+    assert after.data.source_datasets == ["original"] and after.text == before.text
+    assert after.data.to_dict()["hades"] == before.data.to_dict()["hades"]
+    store.verify_path(folder)
+
+
 def test_catalogue_entry_resolves_in_place(catalogue):
     path = registry.resolve("hopper-test")
     assert path == catalogue / "hopper-test"
