@@ -40,6 +40,31 @@ def command_line() -> str:
     return shlex.join(argv)
 
 
+def device_record() -> dict:
+    """What an evaluation ran on: jax's platform, its device kind and count, and the CPU's model.
+
+    Returns are bit-for-bit reproducible on the same kind of machine only: another CPU (or a GPU)
+    rounds the last bits of a rollout differently, and the physics grows the difference."""
+    import platform
+
+    import jax
+
+    record = {"platform": jax.default_backend(), "kind": jax.devices()[0].device_kind,
+              "count": jax.device_count(), "cpu": _cpu_model() or platform.machine()}
+    return record
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
 def provenance(seed: int | None = None, **extra) -> dict:
     record = {"versions": package_versions(), "git_commit": git_commit(), "command": command_line()}
     if seed is not None:

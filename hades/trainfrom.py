@@ -181,11 +181,14 @@ def train_from(dataset: Dataset, recipe: Recipe | None = None, protocol: EvalPro
 
 def standard_evaluation(dataset: Dataset, seeds: int = 8, protocol: EvalProtocol | None = None,
                         recipe: Recipe | None = None, first_seed: int = 0) -> dict:
-    """The standard protocol as a card records it: fresh inits trained with the card's recipe, sampled actions."""
+    """The standard protocol as a card records it: fresh inits trained with the card's recipe, sampled actions,
+    and the device it ran on (the returns repeat exactly on the same kind of machine)."""
+    from hades.provenance import device_record
+
     result = train_from(dataset, recipe, num_seeds=seeds, protocol=protocol, first_seed=first_seed)
     return {"protocol": result.protocol.to_dict(), "returns": [round(float(r), 2) for r in result.returns],
             "episodes": [int(e) for e in result.episodes], "mean": round(result.mean, 2), "std": round(result.std, 2),
-            "seeds": list(result.seeds),
+            "seeds": list(result.seeds), "device": device_record(),
             "summary": f"{seeds} fresh random inits trained with this card's recipe, each evaluated once."}
 
 

@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import assert_one_line_error, cli_env, make_breakout_dataset, make_hopper_dataset, run_cli
+from conftest import assert_one_line_error, cli_env, make_breakout_dataset, make_hopper_dataset, run_cli, tiny_recipe
+
+import hades
+from hades.evaluate import EvalProtocol
 
 from hades.formats import sha256_file, tensors_to_bytes
 
@@ -75,6 +78,29 @@ def test_train_from_json_is_pure_json(breakout_run):
     assert report["recipe"]["loss"] == "cross_entropy" and report["recipe"]["lr"] == 0.03
     assert report["dataset"] == {"id": str(breakout_run["folder"]), "sha256": breakout_run["dataset"].sha256, "pairs": 6}
     assert "Traceback" not in proc.stderr
+
+
+def test_the_same_machine_reproduces_a_figure_exactly(breakout_run):
+    """A second process running the same command prints the same returns, to the last digit."""
+    again = run_cli("train-from", breakout_run["folder"], "--arch", "16,16:relu", *TINY, "--json",
+                    env=breakout_run["env"], cwd=breakout_run["root"])
+    assert again.returncode == 0, again.stderr
+    first, second = json.loads(breakout_run["proc"].stdout), json.loads(again.stdout)
+    assert second["returns"] == first["returns"] and second["final_losses"] == first["final_losses"]
+
+
+def test_a_cards_evaluation_records_the_device_it_ran_on(tmp_path):
+    from hades.trainfrom import standard_evaluation
+
+    dataset = make_breakout_dataset(seed=4)
+    evaluation = standard_evaluation(dataset, 1, EvalProtocol(1, 20), tiny_recipe(discrete=True, steps=5))
+    device = evaluation["device"]
+    assert device["platform"] == "cpu" and device["count"] >= 1 and device["kind"] and device["cpu"]
+    folder = dataset.replace(info={**dataset.info, "evaluation": evaluation}).save(tmp_path / "d")
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert f"Measured on {device['count']} cpu device(s) ({device['cpu']})" in card
+    assert "same kind of machine gives these returns exactly" in card
+    assert hades.Dataset.load(folder).info["evaluation"]["device"] == device
 
 
 def test_train_from_save_writes_policy_folders(breakout_run):
