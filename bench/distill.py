@@ -13,10 +13,16 @@ x inits x eval envs, split over the same devices) and the same number of steps: 
 compile, then ``--repeats`` timed calls. The table shows the fastest repeat of each (the least
 disturbed by other work on the machine); the JSON has every repeat.
 
-Columns: devices, s/gen, env steps/s (of the distillation: population x inits x envs x steps per
-generation, divided by s/gen), raw env steps/s, ratio (distillation / raw, in %: the rest is the
-inner training loop, the policy, sampling, normalisation and the ES itself), and speedup of s/gen
-against the first device count listed. The load average is printed too: on a shared machine the
+In the same process it also measures the generation's two floors apart: training the same number
+of inner policies with the same recipe and batching (on random pairs), and rolling those policies
+out under the same protocol, each sharded as the generation is. ``gen / floors`` is s/gen over
+their sum: what the ES, sampling and the glue between the two cost on top.
+
+Columns: devices, s/gen, the two floors, gen / floors, env steps/s (of the distillation:
+population x inits x envs x steps per generation, divided by s/gen), raw env steps/s, ratio
+(distillation / raw random-action rollout, in %), speedup of s/gen against the first device
+count listed, and the mean fitness of generation 1 (the same seed on every device count: it
+differs only by the float rounding of other batch shapes). The load average is printed too: on a shared machine the
 numbers are only as good as the CPU time the process got.
 """
 
@@ -65,7 +71,7 @@ def time_distillation(config, generations: int, devices: int) -> dict:
     return {"s_per_gen": seconds, "s_per_gen_repeats": per_chunk[1:], "warmup_s": round(per_chunk[0] * generations, 2),
             "env_steps_per_gen": config.env_steps_per_generation,
             "env_steps_per_s": config.env_steps_per_generation / seconds,
-            "final_mean_fitness": history[-1]["mean"]}
+            "first_mean_fitness": history[0]["mean"], "final_mean_fitness": history[-1]["mean"]}
 
 
 def time_raw_rollout(config, devices: int, repeats: int) -> dict:
@@ -119,6 +125,81 @@ def time_raw_rollout(config, devices: int, repeats: int) -> dict:
             "raw_warmup_s": round(warmup, 2), "raw_env_steps_per_s": batch * steps / seconds}
 
 
+def _best_of(program, args_for, repeats: int) -> tuple[float, list[float]]:
+    """Compile with one call, then the fastest of ``repeats`` timed calls (and all of them)."""
+    import jax
+
+    jax.block_until_ready(program(*args_for(0)))
+    timings = []
+    for repeat in range(repeats):
+        inputs = args_for(1 + repeat)
+        start = time.perf_counter()
+        jax.block_until_ready(program(*inputs))
+        timings.append(time.perf_counter() - start)
+    return min(timings), [round(t, 4) for t in timings]
+
+
+def time_floors(config, devices: int, repeats: int, train_batch="auto") -> dict:
+    """The generation's two floors, measured apart: training the population's inner policies (the
+    same recipe, batching and number of policies, on random pairs) and rolling those policies out
+    (the same protocol and batch), each sharded over the devices as the generation shards them."""
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import PartitionSpec as P
+
+    from hades.distillation import default_train_batch
+    from hades.envs import get_env_spec
+    from hades.evaluate import make_evaluate
+    from hades.learn import make_train
+    from hades.multihost import make_mesh
+
+    spec = get_env_spec(config.env)
+    arch = config.architectures[0]
+    train = make_train(config.recipe, spec.obs_dim, spec.action_dim, spec.discrete)
+    evaluate = make_evaluate(spec, arch, config.protocol, config.normalization, config.backend)
+    batch = default_train_batch(config, jax.default_backend()) if train_batch == "auto" else train_batch
+    inits, pairs = config.inits_per_generation, config.pairs
+    obs_mean, obs_var = jnp.zeros(spec.obs_dim), jnp.ones(spec.obs_dim)
+
+    def train_all(states, targets, init_keys):
+        def train_candidate(item):
+            return jax.lax.map(lambda key: train(key, item[0], item[1])[0], init_keys)
+
+        if batch is None or batch >= states.shape[0]:
+            return jax.vmap(lambda s, t: train_candidate((s, t)))(states, targets)
+        return jax.lax.map(train_candidate, (states, targets), batch_size=batch)
+
+    def rollout_all(params, eval_keys):
+        def candidate(candidate_params):
+            return jax.lax.map(lambda item: evaluate(item[0], item[1], obs_mean, obs_var)["mean_return"],
+                               (candidate_params, eval_keys))
+        return jax.vmap(candidate)(params)
+
+    mesh = make_mesh(config, devices)
+    if mesh is not None:
+        train_all = jax.shard_map(train_all, mesh=mesh, in_specs=(P("population"), P("population"), P()),
+                                  out_specs=P("population"), check_vma=False)
+        rollout_all = jax.shard_map(rollout_all, mesh=mesh, in_specs=(P("population"), P()),
+                                    out_specs=P("population"), check_vma=False)
+    train_program, rollout_program = jax.jit(train_all), jax.jit(rollout_all)
+
+    def pairs_for(seed: int):
+        key_s, key_t, key_i = jax.random.split(jax.random.PRNGKey(seed), 3)
+        states = jax.random.normal(key_s, (config.population_size, pairs, spec.obs_dim))
+        if spec.discrete:
+            targets = jax.random.randint(key_t, (config.population_size, pairs), 0, spec.action_dim)
+        else:
+            targets = jax.random.uniform(key_t, (config.population_size, pairs, spec.action_dim), minval=-1, maxval=1)
+        return states, targets, jax.random.split(key_i, inits)
+
+    train_s, train_repeats = _best_of(train_program, pairs_for, repeats)
+    params = train_program(*pairs_for(0))
+    rollout_s, rollout_repeats = _best_of(
+        rollout_program, lambda seed: (params, jax.random.split(jax.random.PRNGKey(100 + seed), inits)), repeats)
+    return {"train_s": train_s, "train_s_repeats": train_repeats, "rollout_s": rollout_s,
+            "rollout_s_repeats": rollout_repeats, "floor_s": train_s + rollout_s, "train_batch": batch}
+
+
 def worker(args) -> None:
     from hades.multihost import configure_devices
 
@@ -129,7 +210,9 @@ def worker(args) -> None:
     result = {"devices": args.worker_devices, "visible_devices": len(jax.devices())}
     result.update(time_distillation(config, args.generations, args.worker_devices))
     result.update(time_raw_rollout(config, args.worker_devices, args.repeats))
+    result.update(time_floors(config, args.worker_devices, args.repeats))
     result["ratio"] = result["env_steps_per_s"] / result["raw_env_steps_per_s"]
+    result["floor_ratio"] = result["s_per_gen"] / result["floor_s"]
     result["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result))
 
@@ -196,16 +279,17 @@ def main() -> None:
           f"{config['inits']} init(s) x {config['eval_envs']} env(s) x {config['eval_steps']} steps, inner steps "
           f"{config['inner_steps'] or 'paper'}; best of {config['repeats']} chunks of {config['generations']} "
           "generation(s) after a warm-up chunk")
-    header = f"{'devices':>7}  {'s/gen':>8}  {'env steps/s':>12}  {'raw env steps/s':>15}  {'ratio':>7}  {'speedup':>7}  load avg"
-    print(header)
-    print("-" * len(header))
+    print("| devices | s/gen | train floor s | rollout floor s | gen / floors | env steps/s | raw env steps/s | "
+          "ratio | speedup | gen 1 mean fitness | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         if "error" in row:
-            print(f"{row['devices']:>7}  failed: {row['error']}")
+            print(f"| {row['devices']} | failed: {row['error']} |")
             continue
-        print(f"{row['devices']:>7}  {row['s_per_gen']:>8.3f}  {row['env_steps_per_s']:>12,.0f}  "
-              f"{row['raw_env_steps_per_s']:>15,.0f}  {100 * row['ratio']:>6.1f}%  {row['speedup']:>6.2f}x  "
-              f"{' '.join(f'{x:.2f}' for x in row['loadavg'])}")
+        print(f"| {row['devices']} | {row['s_per_gen']:.3f} | {row['train_s']:.3f} | {row['rollout_s']:.3f} | "
+              f"{row['floor_ratio']:.2f}x | {row['env_steps_per_s']:,.0f} | {row['raw_env_steps_per_s']:,.0f} | "
+              f"{100 * row['ratio']:.1f}% | {row['speedup']:.2f}x | {row['first_mean_fitness']:.4f} | "
+              f"{' '.join(f'{x:.2f}' for x in row['loadavg'])} |")
 
 
 if __name__ == "__main__":
