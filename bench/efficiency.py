@@ -2,7 +2,7 @@
 
     python bench/efficiency.py --env hopper --pairs 4 --budget 50e6 --marks 5e6,10e6,20e6,50e6 \\
         --recipes openes-cpu,cma-ipop --seeds 0,1,2 --out bench/efficiency/hopper-4pairs \\
-        [--recipes-file more.yaml] [--devices 2] [--checkpoint-every 10] [--dry-run]
+        [--recipes-file more.yaml] [--devices 2] [--checkpoint-every 10] [--dry-run | --report]
 
 Every recipe (named below in RECIPES, or in a JSON/YAML file of ``name: settings`` given with
 ``--recipes-file``) runs ``hades`` distillation from zeros (no warm start) for every seed, until
@@ -385,6 +385,8 @@ def parse_args(argv):
     parser.add_argument("--paper", type=float, default=None,
                         help="The reference return (line and 90%%/100%% columns); default: the paper's figure for ENV and PAIRS.")
     parser.add_argument("--dry-run", action="store_true", help="Print the plan and its env-step cost; run nothing.")
+    parser.add_argument("--report", action="store_true",
+                        help="Write and print the table, CSV and plot of the marks recorded so far; run nothing.")
     return parser.parse_args(argv)
 
 
@@ -446,6 +448,9 @@ def _main(args) -> int:
                              args.checkpoint_every, args.devices) for seed in seeds} for name, plan in plans.items()}
     if args.dry_run:
         dry_run(plans, runs, marks, args.score_seeds, score_protocol)
+        return 0
+    if args.report:
+        print(report(args.out, names, seeds, marks, env, args.pairs, paper))
         return 0
     for mark in marks:
         for name in names:

@@ -372,7 +372,9 @@ def test_cli_validation_writes_its_scores_and_names_the_kept_generation(tmp_path
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert "validated (mean, best)" in lines[1]
-    assert lines[-1].startswith(f"kept: the ES mean of generation {best['generation']}") and "best of 2 validations" in lines[-1]
+    kept = next(line for line in lines if line.startswith("kept: "))
+    assert kept.startswith(f"kept: the ES mean of generation {best['generation']}") and "best of 2 validations" in kept
+    assert lines[-1].startswith("started at generation 0: ") and "--validate-every 2" in lines[-1]
     dry = run_cli("distill", "hopper", "--pairs", "4", *TINY_CLI, "--generations", "4", "--validate-every", "2",
                   "--out", out, "--dry-run")
     assert dry.returncode == 0 and "validation every 2 generations: 8 fresh inits x 4 envs x 1024 steps" in dry.stdout

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 FAULT_SEED = int(os.environ.get("HADES_FAULT_SEED", "20261201"))
-KILLS = {"pull": 6, "push (Hub)": 4, "push (directory hub)": 4, "publish": 4, "distill": 4}
+KILLS = {"pull": 6, "push (Hub)": 4, "push (directory hub)": 4, "publish": 3, "distill": 3}
 TINY_DISTILL = ["distill", "hopper", "--pairs", "4", "--preset", "cpu", "--population", "8", "--inner-steps", "20",
                 "--arch", "16,16:tanh", "--eval-envs", "2", "--eval-steps", "50", "--generations", "4",
                 "--checkpoint-every", "1", "--final-seeds", "0", "--out", "run"]
