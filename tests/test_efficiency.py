@@ -66,7 +66,7 @@ def test_efficiency_scores_every_mark_reports_and_resumes(tmp_path, capsys):
     assert efficiency.main(argv + ["--budget", "1200", "--marks", "400,800", "--report"]) == 0
     partial = capsys.readouterr().out
     assert checkpoint.read_bytes() == before and _rows(out) == rows
-    assert partial.splitlines()[0].startswith("| recipe | 400 | 800 | 1.2k |") and "(1) |  |" in partial
+    assert partial.splitlines()[0].startswith("| recipe | 0.4k | 0.8k | 1.2k |") and "(1) |  |" in partial
 
     # A larger budget resumes the run from its checkpoint and keeps the marks already scored.
     assert efficiency.main(argv + ["--budget", "1200", "--marks", "400,800"]) == 0
