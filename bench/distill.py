@@ -1,7 +1,7 @@
 """Throughput of `hades distill`: seconds per generation and env steps per second, against raw Brax.
 
     python bench/distill.py [--env hopper] [--pairs 4] [--population 32] [--arch 64,64:tanh]
-                            [--inits 1] [--eval-envs 1] [--eval-steps 1000] [--inner-steps 200]
+                            [--inits 1] [--eval-envs 1] [--eval-steps 1000] [--inner-steps 200] [--normalization constant]
                             [--generations 2] [--repeats 3] [--devices 1,2] [--json] [--json-out FILE]
 
 For each device count, a fresh process (the XLA CPU device count is fixed when jax is imported)
@@ -53,7 +53,9 @@ def build_config(args):
     recipe = dataclasses.replace(paper_recipe(spec.name, spec.discrete), arch=parse_arch(args.arch))
     if args.inner_steps is not None:
         recipe = dataclasses.replace(recipe, steps=args.inner_steps)
-    return preset("cpu", spec.name, args.pairs, population_size=args.population, num_inits=args.inits,
+    overrides = {} if args.normalization is None else {"normalization": args.normalization}
+    overrides["seed"] = getattr(args, "seed", 0)
+    return preset("cpu", spec.name, args.pairs, population_size=args.population, num_inits=args.inits, **overrides,
                   num_generations=(1 + args.repeats) * args.generations, recipe=recipe,
                   protocol=EvalProtocol(args.eval_envs, args.eval_steps))
 
@@ -219,8 +221,8 @@ def worker(args) -> None:
 
 def run_case(args, devices: int) -> dict:
     argv = [sys.executable, __file__, "--worker-devices", str(devices)]
-    for name in ("env", "pairs", "population", "arch", "inits", "eval_envs", "eval_steps", "inner_steps", "generations",
-                 "repeats"):
+    for name in ("env", "pairs", "population", "arch", "inits", "eval_envs", "eval_steps", "inner_steps", "normalization",
+                 "generations", "repeats"):
         value = getattr(args, name)
         if value is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
@@ -244,6 +246,7 @@ def main() -> None:
     parser.add_argument("--eval-envs", type=int, default=1)
     parser.add_argument("--eval-steps", type=int, default=1000)
     parser.add_argument("--inner-steps", type=int, default=None, help="default: the paper's for the env")
+    parser.add_argument("--normalization", default=None, help="running, constant or none (default: the cpu preset's)")
     parser.add_argument("--generations", type=int, default=2, help="generations per timed chunk")
     parser.add_argument("--repeats", type=int, default=3, help="timed chunks (and raw rollouts); the fastest is shown")
     parser.add_argument("--devices", default="1,2", help="device counts to compare, e.g. 1,2")
@@ -264,7 +267,8 @@ def main() -> None:
             row["speedup"] = base / row["s_per_gen"]
     report = {
         "config": {name: getattr(args, name) for name in ("env", "pairs", "population", "arch", "inits", "eval_envs",
-                                                         "eval_steps", "inner_steps", "generations", "repeats")},
+                                                         "eval_steps", "inner_steps", "normalization", "generations",
+                                                         "repeats")},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "rows": rows,

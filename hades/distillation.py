@@ -318,12 +318,16 @@ def _strong(x):
     return jnp.asarray(x, dtype=x.dtype)
 
 
-def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None, start=None, train_batch="auto"):
+def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None, start=None, train_batch="auto",
+                    observe=None):
     """Return ``(init_state(key), run_chunk(state, length))``; ``run_chunk`` is one jitted scan.
 
     ``start`` (arrays in :func:`solution_layout`'s shapes) is where the ES mean begins; zeros if None.
     ``train_batch``: candidates trained at once on each device (see :func:`make_fitness`); "auto"
-    picks :func:`default_train_batch` for the platform.
+    picks :func:`default_train_batch` for the platform. ``observe(generation, population, fitness)``,
+    if given, hears every generation's whole population and fitness on the host, not necessarily in
+    order (a host callback in the program: for benchmarks and tests that compare runs candidate by
+    candidate; ``generation`` counts from 0 since the strategy started).
     """
     import jax
     import jax.numpy as jnp
@@ -364,6 +368,8 @@ def make_generation(config: DistillConfig, obs_mean, obs_var, mesh=None, start=N
             init_keys = jax.random.split(init_key, inits)  # shared by the whole population
         eval_keys = jax.random.split(eval_key, inits)  # common random numbers, as for the inits
         fitness, episodes = population_fitness(population, init_keys, eval_keys)
+        if observe is not None:
+            jax.debug.callback(observe, state["es"].generation_counter, population, fitness)
         es_state, _ = strategy.tell(tell_key, population, -fitness, es_state, es_params)  # evosax minimises
         es_state = jax.tree.map(_strong, es_state)
         metrics = {"mean": fitness.mean(), "max": fitness.max(), "min": fitness.min(),

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -553,6 +554,22 @@ def test_losses_and_labels_must_fit_the_env():
         preset("laptop", "hopper", 4)
     with pytest.raises(SpecError, match="rank weights"):
         make_strategy(DistillConfig("hopper", 4, fitness_shaping="softmax_rank"))
+
+
+def test_the_candidates_and_random_keys_do_not_depend_on_the_device_count():
+    """bench/devices.py at tiny size: generation 1 asks the same candidates on 1 and 2 devices, and the
+    run's random keys stay bit for bit the same; only the fitness can differ, by float rounding."""
+    bench = Path(__file__).resolve().parents[1] / "bench" / "devices.py"
+    proc = subprocess.run([sys.executable, str(bench), "--population", "4", "--arch", "8,8:tanh", "--inits", "1",
+                           "--eval-envs", "1", "--eval-steps", "20", "--inner-steps", "5", "--generations", "1",
+                           "--normalization", "none"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "final random keys bit for bit the same on 1 and 2 devices: True" in lines
+    first = next(line for line in lines if line.startswith("| 1 |")).split("|")
+    assert first[2].strip() == "yes"
+    assert abs(float(first[3]) - float(first[4])) <= 0.05 * abs(float(first[3])) + 1.0
 
 
 def test_multi_host_settings_are_checked_before_joining():

@@ -127,3 +127,4 @@ def test_a_multi_host_run_resumes_from_process_0s_checkpoint(two_devices, tmp_pa
     assert [row["generation"] for row in history] == [1.0, 2.0, 3.0]
     assert history[:2] == _history(two_devices)
     assert not (tmp_path / "elsewhere").exists()
+
