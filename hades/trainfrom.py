@@ -58,7 +58,7 @@ class TrainFromResult(ReturnStats):
         import jax
 
         from hades.policy_io import Policy
-        from hades.provenance import provenance
+        from hades.provenance import device_record, provenance
 
         if self.params is None or self.dataset is None:
             raise ValueError("this result kept no parameters: train with keep_params=True to get its policies")
@@ -66,7 +66,7 @@ class TrainFromResult(ReturnStats):
             raise IndexError(f"seed index {index} is out of range for {len(self.seeds)} seeds")
         data, seed = self.dataset, self.seeds[index]
         evaluation = {"protocol": self.protocol.to_dict(), "mean_return": float(self.returns[index]),
-                      "episodes": int(self.episodes[index])}
+                      "episodes": int(self.episodes[index]), "device": device_record()}
         if self.episode_stds is not None:
             evaluation["std_return"] = float(self.episode_stds[index])
         info = {"backend": data.backend, "seed": seed,

@@ -46,6 +46,8 @@ def _check_saved(folder: Path, report: dict) -> None:
         assert meta["kind"] == "policy" and meta["seed"] == seed
         assert meta["dataset"]["sha256"] == report["dataset"]["sha256"]
         assert math.isclose(meta["evaluation"]["mean_return"], report["returns"][seed], abs_tol=1e-2)
+        assert meta["evaluation"]["device"]["platform"] == "cpu"
+        assert "the same kind of machine gives this return exactly" in (policy / "README.md").read_text()
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
 
