@@ -4,7 +4,8 @@ connections and never answers must not block a pull or a push for ever.
 ``HADES_HUB_TIMEOUT`` (seconds, default 30) bounds each request; ``HADES_HUB_OPERATION_TIMEOUT``
 (default 600) bounds one pull, push or listing, retries included; a request is tried at most
 ``MAX_TRIES`` times per operation (huggingface_hub would try six times, for half a minute, against
-a Hub that refuses connections). Its retry messages are silenced: the one error line says what
+a Hub that refuses connections). The download threads huggingface_hub starts keep to the deadline
+too (the latest of the operations running). Its retry messages are silenced: the one error line says what
 happened."""
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ from hades.errors import HubTimeoutError
 _lock = threading.Lock()
 _configured = [False]
 # Per thread (concurrent pulls in threads each have their own): the operation's deadline and the
-# requests it made, (method, url) -> count. Download worker threads keep just the request timeout.
+# requests it made, (method, url) -> count.
 _state = threading.local()
+# The deadlines of the operations running now, by token. A thread outside any operation (the
+# download workers huggingface_hub starts) keeps to the latest of them, so no worker outlives
+# every operation it could belong to, and no operation is cut short by another's deadline.
+_running: dict[int, float] = {}
 MAX_TRIES = 3
 
 
@@ -74,11 +79,17 @@ def _check_deadline(request) -> None:
         import httpx2
 
         request.extensions["timeout"] = httpx2.Timeout(request_timeout()).as_dict()
-    deadline = getattr(_state, "deadline", None)
+    deadline, tries_of = getattr(_state, "deadline", None), getattr(_state, "tries", None)
     if deadline is None:
-        return
+        with _lock:
+            if not _running:
+                return
+            deadline = max(_running.values())
+        if getattr(_state, "worker_tries", None) is None:
+            _state.worker_tries = {}
+        tries_of = _state.worker_tries
     key = (request.method, str(request.url))
-    _state.tries[key] = tries = _state.tries.get(key, 0) + 1
+    tries_of[key] = tries = tries_of.get(key, 0) + 1
     if tries > MAX_TRIES:
         raise HubTimeoutError(f"the Hub at {_origin(request)} failed to answer {request.method} {request.url.path} "
                               f"{MAX_TRIES} times; it may be down or unreachable")
@@ -95,10 +106,15 @@ def _origin(request) -> str:
 def operation() -> Iterator[None]:
     """One Hub operation's time limit; nested operations share the outermost one's."""
     outermost = getattr(_state, "deadline", None) is None
+    token = object()
     if outermost:
         _state.deadline, _state.tries = time.monotonic() + operation_timeout(), {}
+        with _lock:
+            _running[id(token)] = _state.deadline
     try:
         yield
     finally:
         if outermost:
             _state.deadline = None
+            with _lock:
+                _running.pop(id(token), None)

@@ -291,3 +291,20 @@ def test_every_hub_backend_has_the_interface_and_is_picked_by_kind(hades_env, tm
                                      progress=True)
     pulled = hub.backend("dir").pull(ids.parse_id(result.tag_id), False, True)
     assert registry.open_dataset(str(pulled)).sha256 == dataset.sha256
+
+
+def test_the_operation_deadline_holds_in_the_download_threads_too(hub_server, hades_env, tmp_path, monkeypatch):
+    """huggingface_hub downloads in worker threads of its own: a slow Hub still ends the pull at the deadline."""
+    from hades.errors import HubTimeoutError
+
+    folder = make_hopper_dataset(5).save(tmp_path / "many")
+    for index in range(8):  # more files than download threads: some start after the deadline
+        (folder / f"extra-{index}.csv").write_text("a,b\n1,2\n")
+    hub.push(folder, "hf://org/many")
+    hub_server.state.delay = 1.0
+    monkeypatch.setenv("HADES_HUB_OPERATION_TIMEOUT", "1")
+    with pytest.raises(HubTimeoutError, match="did not finish within 1 s"):
+        registry.resolve("hf://org/many")
+    assert _snapshots() == []
+    monkeypatch.setenv("HADES_HUB_OPERATION_TIMEOUT", "60")
+    assert registry.open_dataset("hf://org/many").sha256 == make_hopper_dataset(5).sha256
