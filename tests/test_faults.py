@@ -234,7 +234,7 @@ def test_killed_pushes_to_a_hub_never_show_a_partial_revision(hub_server, fault_
                 assert sha in commit.files["README.md"].decode(), commit.oid
 
 
-def test_killed_pushes_to_a_directory_hub_never_show_a_partial_revision(fault_env, tmp_path, hades_env):
+def test_killed_pushes_to_a_directory_hub_never_show_a_partial_revision(fault_env, tmp_path):
     from hades import store
 
     root = tmp_path / "dirhub"
