@@ -24,7 +24,7 @@ _configured = [False]
 # Per thread (concurrent pulls in threads each have their own): the operation's deadline and the
 # requests it made, (method, url) -> count.
 _state = threading.local()
-# The deadlines of the operations running now, by token. A thread outside any operation (the
+# The deadlines of the outermost operations running now, by thread (one each). A thread outside any operation (the
 # download workers huggingface_hub starts) keeps to the latest of them, so no worker outlives
 # every operation it could belong to, and no operation is cut short by another's deadline.
 _running: dict[int, float] = {}
@@ -106,15 +106,14 @@ def _origin(request) -> str:
 def operation() -> Iterator[None]:
     """One Hub operation's time limit; nested operations share the outermost one's."""
     outermost = getattr(_state, "deadline", None) is None
-    token = object()
     if outermost:
         _state.deadline, _state.tries = time.monotonic() + operation_timeout(), {}
         with _lock:
-            _running[id(token)] = _state.deadline
+            _running[threading.get_ident()] = _state.deadline
     try:
         yield
     finally:
         if outermost:
             _state.deadline = None
             with _lock:
-                _running.pop(id(token), None)
+                _running.pop(threading.get_ident(), None)

@@ -49,9 +49,8 @@ def device_record() -> dict:
 
     import jax
 
-    record = {"platform": jax.default_backend(), "kind": jax.devices()[0].device_kind,
-              "count": jax.device_count(), "cpu": _cpu_model() or platform.machine()}
-    return record
+    return {"platform": jax.default_backend(), "kind": jax.devices()[0].device_kind,
+            "count": jax.device_count(), "cpu": _cpu_model() or platform.machine()}
 
 
 def _cpu_model() -> str | None:

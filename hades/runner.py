@@ -31,10 +31,10 @@ from hades.dataset import Dataset
 from hades.debris import left_by_dead
 from hades.distillation import DistillConfig, fixed_labels, make_generation, start_arrays
 from hades.envs import get_env_spec
-from hades.provenance import command_line
 from hades.errors import CheckpointError, MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError
 from hades.multihost import (broadcast_arrays, check_same_everywhere, envs_on_local_device, from_lead, is_lead_process,
                              make_mesh, replicate, to_host)
+from hades.provenance import command_line
 from hades.validation import Validation, ValidationLog
 
 
