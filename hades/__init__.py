@@ -1,7 +1,7 @@
 """hades-zoo: behaviour distillation (HaDES) as a tool.
 
 The public API: ``hades.load``, ``hades.pull``, ``hades.push``, ``hades.train_from``,
-``hades.train_multitask``, ``hades.evaluate``, ``hades.distill`` and ``hades.publish``, the
+``hades.test_accuracy`` (image datasets), ``hades.train_multitask``, ``hades.evaluate``, ``hades.distill`` and ``hades.publish``, the
 classes they take and the results they return. Everything loads lazily, so ``import hades`` and
 the CLI start fast (no jax).
 """
@@ -21,6 +21,7 @@ _LAZY = {
     "pull": "hades.api",
     "push": "hades.api",
     "train_from": "hades.api",
+    "test_accuracy": "hades.api",
     "train_multitask": "hades.multitask",
     "evaluate": "hades.api",
     "distill": "hades.api",
@@ -58,7 +59,7 @@ _CALLABLE_MODULES = {"evaluate": "hades.api", "publish": "hades.publish"}
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hades.api import DistillResult, PullResult, distill, evaluate, load, pull, push, train_from
+    from hades.api import DistillResult, PullResult, distill, evaluate, load, pull, push, test_accuracy, train_from
     from hades.dataset import Dataset
     from hades.distillation import DistillConfig
     from hades.envs import EnvSpec, get_env_spec

@@ -122,6 +122,29 @@ def train_from(dataset: Union[str, "Dataset"], recipe: "Recipe | None" = None, *
                  progress=progress, source=source)
 
 
+def test_accuracy(dataset: Union[str, "Dataset"], recipe: "Recipe | None" = None, *,
+                  arch: "str | PolicySpec | None" = None, num_seeds: int = 8, first_seed: int = 0) -> dict:
+    """Train ``num_seeds`` fresh classifiers on an image dataset (an identifier or a :class:`hades.Dataset`) and
+    score each on its image set's test split: :func:`train_from`'s counterpart for supervised distillation.
+    ``recipe`` defaults to the card's; ``arch`` (``"c16,128:relu"``) replaces its classifier. The image set
+    must be on this machine (``fashion-mnist``: the Debian package ``dataset-fashion-mnist``)."""
+    from hades.dataset import Dataset
+    from hades.imagetask import evaluate_test_accuracy
+    from hades.policy import PolicySpec, parse_arch
+
+    if not isinstance(dataset, Dataset):
+        from hades.registry import open_dataset
+
+        dataset = open_dataset(str(dataset))
+    recipe = recipe or dataset.recipe
+    if arch is not None:
+        recipe = replace(recipe, arch=arch if isinstance(arch, PolicySpec) else parse_arch(arch))
+    return evaluate_test_accuracy(dataset, num_seeds, recipe, first_seed)
+
+
+test_accuracy.__test__ = False  # a library function, not a test for pytest to collect
+
+
 def evaluate(policy: Union[str, Path, "Policy"], protocol: "EvalProtocol | None" = None, *, runs: int = 1,
              first_seed: int = 0) -> "PolicyEvaluation":
     """Evaluate a trained policy (an identifier, a folder or a :class:`hades.Policy`) ``runs`` times

@@ -123,7 +123,7 @@ class VecEnv:
         self.episode_length = episode_length or spec.episode_length
         if spec.library == "images":
             raise SpecError(f"{spec.name} is an image-classification task, not an environment: its datasets are "
-                            "scored by test accuracy (hades.imagetask.evaluate_test_accuracy)")
+                            "scored by test accuracy (hades.test_accuracy)")
         if spec.library == "brax":
             self._reset, self._step = _brax_fns(spec.name, self.backend, self.episode_length)
         else:

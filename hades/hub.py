@@ -64,7 +64,7 @@ class RemoteEntry:
 
     def to_dict(self) -> dict:
         evaluation = self.evaluation
-        ret = None if evaluation is None else {"mean": evaluation.mean, "std": evaluation.std, "protocol": evaluation.protocol}
+        ret = None if evaluation is None else evaluation.to_dict()
         return {"id": self.id, "env": self.env, "pairs": self.pairs, "return": ret, "license": self.license}
 
 

@@ -4,11 +4,14 @@ The authors' result files sit in their folder layout (``brax/no_virtual_batch_no
 data_final.pkl`` and so on). :func:`entry_name` turns such a path into a catalogue name, one grammar
 for every family of runs::
 
-    ENV-DPAIRS-METHOD[-sweep][-sampled|-greedy]-seedN
+    ENV-DPAIRS-METHOD[-sweep][-sampled|-greedy]-seedN      (Brax and MinAtar)
+    SET-DIMAGES-METHOD-seedN                                (MNIST, FashionMNIST: mnist-10images-hades-r-seed0)
 
 ``ENV`` is the env id in lower case without ``-MinAtar``; ``D`` is the dataset size the run was
 configured with (a MinAtar run of 16 states keeps 15 labelled pairs); ``sweep`` marks the dataset-size
-sweep; MinAtar runs say whether their fitness rollouts sampled or took greedy actions.
+sweep; MinAtar runs say whether their fitness rollouts sampled or took greedy actions. ``SET`` is the
+image set as hades names it (``mnist``, ``fashion-mnist``); those entries are scored by the test accuracy
+of fresh classifiers, or published unmeasured (saying so) on a machine without the images.
 :func:`publish_all` converts and publishes every file not yet in the catalogue, so it can be stopped
 and started again.
 """
@@ -29,6 +32,8 @@ _METHODS = {"distill": "hades-r", "overfit": "hades-f"}
 _PATTERN = re.compile(
     r"(?P<sweep>sweep_D/)?(?P<family>brax|minatar)/(?:(?:no_)?virtual_batch_norm/)?(?P<kind>distill|overfit)/"
     r"(?P<env>[A-Za-z0-9_-]+)/D(?P<pairs>\d+)/(?:greedy_act(?P<greedy>True|False)/)?seed(?P<seed>\d+)/data_final\.pkl")
+_IMAGE_PATTERN = re.compile(r"mnist/(?P<env>MNIST|FashionMNIST)/D(?P<pairs>\d+)/seed(?P<seed>\d+)/data_final\.pkl")
+_IMAGE_SETS = {"MNIST": "mnist", "FashionMNIST": "fashion-mnist"}
 
 # The paper's published returns (final population mean fitness, mean of its 3 seeds) by (env, pairs, method).
 PAPER_RETURNS = {
@@ -70,6 +75,8 @@ class PublishedRun:
 
     @property
     def name(self) -> str:
+        if self.family == "mnist":
+            return f"{_IMAGE_SETS[self.env]}-{self.pairs}images-{self.method}-seed{self.seed}"
         env = self.env.lower().removesuffix("-minatar")
         parts = [f"{env}-{self.pairs}pairs", self.method]
         if self.sweep:
@@ -88,6 +95,10 @@ class PublishedRun:
 def parse_layout(path: Path, root: Path) -> PublishedRun:
     """Read a result file's place in the authors' layout; FormatError for a path outside it."""
     relative = path.relative_to(root).as_posix()
+    image = _IMAGE_PATTERN.fullmatch(relative)
+    if image is not None:  # the paper's image runs all evolved with fresh inits (its HaDES-R)
+        return PublishedRun(path, relative, "mnist", "hades-r", image["env"], int(image["pairs"]), int(image["seed"]),
+                            False, None)
     match = _PATTERN.fullmatch(relative)
     if match is None:
         raise FormatError(f"{relative} is not in the layout of the published results")
@@ -97,12 +108,12 @@ def parse_layout(path: Path, root: Path) -> PublishedRun:
 
 
 def find_runs(root: str | Path, skip: Callable[[str], bool] | None = None) -> list[PublishedRun]:
-    """Every Brax and MinAtar result file under ``root`` (image datasets are left out), seed 0 of each group first."""
+    """Every result file under ``root`` (Brax, MinAtar, MNIST and FashionMNIST), seed 0 of each group first."""
     root = Path(root)
     runs = []
     for path in sorted(root.glob("**/data_final.pkl")):
         relative = path.relative_to(root).as_posix()
-        if relative.startswith("mnist/") or (skip is not None and skip(relative)):
+        if skip is not None and skip(relative):
             continue
         runs.append(parse_layout(path, root))
     lowest = {}
@@ -137,14 +148,21 @@ def publish_all(root: str | Path, catalogue: str | Path | None = None, *, seeds:
         if limit is not None and len(rows) >= limit:
             break
         start = time.perf_counter()
-        protocol = EvalProtocol(4, 1024, bool(run.greedy))
-        transfer = TRANSFER_ARCHS if run.seed == lowest[run.group] else ()
+        images = run.family == "mnist"
+        protocol = None if images else EvalProtocol(4, 1024, bool(run.greedy))
+        transfer = TRANSFER_ARCHS if run.seed == lowest[run.group] and not images else ()
         try:
+            # An image run keeps the converter's description (it says what the run recorded).
             result = publish(run.path, run.name, VERSION, namespace=NAMESPACE, seeds=seeds, protocol=protocol,
                              transfer=transfer, catalogue=folder, pictures=False, parquet=False,
-                             description=describe(run))
+                             description=None if images else describe(run), allow_unmeasured=images)
         except HadesError as exc:  # a run hades cannot read (an env it does not have): reported, not fatal
             rows.append({"name": full, "relative": run.relative, "error": str(exc).splitlines()[0]})
+            if log is not None:
+                log(rows[-1])
+            continue
+        if images:
+            rows.append(_image_row(run, full, result, time.perf_counter() - start))
             if log is not None:
                 log(rows[-1])
             continue
@@ -161,6 +179,15 @@ def publish_all(root: str | Path, catalogue: str | Path | None = None, *, seeds:
         if log is not None:
             log(row)
     return rows
+
+
+def _image_row(run: PublishedRun, full: str, result, seconds: float) -> dict:
+    evaluation, method = result.evaluation, result.dataset.info.get("method") or {}
+    return {"name": full, "relative": run.relative, "env": result.dataset.env, "pairs": result.dataset.pairs,
+            "method": run.method, "seed": run.seed, "metric": "test_accuracy",
+            "recorded_train_accuracy": method.get("final_train_accuracy"),
+            "mean": evaluation.get("mean"), "std": evaluation.get("std"), "accuracies": evaluation.get("accuracies"),
+            "measured": evaluation.get("measured", True), "seconds": round(seconds, 1)}
 
 
 def describe(run: PublishedRun) -> str:

@@ -284,9 +284,11 @@ def evaluate_test_accuracy(dataset: Dataset, seeds: int = 8, recipe: Recipe | No
     protocol = {"metric": "test accuracy", "inits": seeds, "seeds": f"{numbers[0]}-{numbers[-1]}",
                 "test_images": int(len(image_set.test_labels)), "test_split": image_set.test_split,
                 "images": image_set.source, "classifier": format_arch(recipe.arch)}
+    from hades.provenance import device_record
+
     return {"metric": "test_accuracy", "accuracies": [round(float(a), 4) for a in accuracies],
             "mean": round(float(accuracies.mean()), 4), "std": round(float(accuracies.std()), 4),
-            "seeds": numbers, "protocol": protocol,
+            "seeds": numbers, "protocol": protocol, "device": device_record(),
             "summary": (f"Test accuracy of {seeds} fresh classifier inits (seeds {protocol['seeds']}) trained with this "
                         f"card's recipe, on the {protocol['test_images']} test images ({image_set.test_split}): "
                         f"{accuracies.mean():.1%} ± {accuracies.std():.1%}.")}

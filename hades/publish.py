@@ -31,15 +31,12 @@ from hades.files import (
 )
 from hades.formats import atomic_write_bytes
 from hades.ids import check_part, format_catalogue_name, split_catalogue_name
+from hades.measure import TRANSFER_ARCHS, is_measured, measure, measure_steps, paper_comparison
 
-# The architectures every entry's transfer table reports (the issue of tanh-only datasets shows here).
-TRANSFER_ARCHS = ("2x64:relu", "2x256:tanh", "2x512:tanh", "3x256:relu")
 # Files of a run or dataset folder that travel with the entry (when present and pictures are kept).
 EXTRA_FILES = (FITNESS_CSV, FITNESS_PLOT, STATES_PLOT, VALIDATION_CSV, COMMANDS_CSV)
 PICTURES = (FITNESS_PLOT, STATES_PLOT)
 STAGING_PREFIX = ".publish-"
-# Below this fraction of what the paper's run recorded, a card says that our figure falls short.
-SHORTFALL = 0.9
 
 
 class PublishError(SpecError):
@@ -70,14 +67,16 @@ def publish(source: str | Path, name: str, version: str, *, namespace: str | Non
             arch: str | None = None, freeze_stats: bool = False, seeds: int = 8,
             protocol: EvalProtocol | None = None, transfer: tuple[str, ...] | None = TRANSFER_ARCHS,
             catalogue: str | Path | None = None, description: str | None = None,
-            pictures: bool = True, parquet: bool = True, progress: Progress | None = None) -> PublishResult:
+            pictures: bool = True, parquet: bool = True, progress: Progress | None = None,
+            allow_unmeasured: bool = False) -> PublishResult:
     """Measure ``source`` and add it to the catalogue as ``[namespace/]name@version``.
 
     ``arch`` gives the card another recipe architecture (the pairs stay as evolved);
     ``freeze_stats`` turns running normalisation into constant statistics measured from the
     dataset's own policies. ``transfer`` lists the architectures of the transfer table (None or
     empty: no table). ``pictures``/``parquet``: ship the run's pictures and the parquet mirror
-    (a converted entry can leave them out and render pictures on demand).
+    (a converted entry can leave them out and render pictures on demand). ``allow_unmeasured``: an
+    image dataset whose images this machine lacks is published with a card saying it was not measured.
     """
     from hades.policy import parse_arch
 
@@ -91,34 +90,23 @@ def publish(source: str | Path, name: str, version: str, *, namespace: str | Non
     _check_unpublished(folder, full, version)  # early, so no one measures for nothing; again under the lock
     dataset, extras = load_source(source)
     notify = progress or (lambda stage, done, total: None)
-    total = 1 + len(archs) + int(freeze_stats)
     done = 0
     if recipe_arch is not None:
         dataset = _with_recipe_arch(dataset, recipe_arch)
+    total = int(freeze_stats) + measure_steps(dataset, archs)
     if freeze_stats:
         from hades.trainfrom import freeze_normalization
 
         notify("measuring constant statistics", done, total)
         dataset = freeze_normalization(dataset)
         done += 1
-    own_init = hades_f_init(dataset)
-    if own_init is not None:
-        total += 1
-    evaluation = measure(dataset, seeds, protocol, archs, notify, done, total)
-    if own_init is not None:
-        from hades.trainfrom import fixed_init_evaluation
-
-        notify("its own fixed init", total - 1, total)
-        evaluation["own_init"] = fixed_init_evaluation(dataset, own_init[0], seeds, protocol, legacy_prng=own_init[1])
+    evaluation = measure(dataset, seeds, protocol, archs, notify, done, total, allow_unmeasured=allow_unmeasured)
     info = {**dataset.derived_info(), "name": full, "catalogue_name": full, "evaluation": evaluation}
     if description:
         info["description"] = description
-    recorded = _recorded_fitness(dataset)
-    if recorded is not None:
-        # A HaDES-F run recorded the fitness of its one init: that is the figure to set against it.
-        basis = "own_init" if "own_init" in evaluation else "fresh_inits"
-        measured = evaluation["own_init"]["mean"] if basis == "own_init" else evaluation["mean"]
-        info["paper_comparison"] = compare_with_recorded(measured, recorded, basis)
+    comparison = paper_comparison(dataset, evaluation)
+    if comparison is not None:
+        info["paper_comparison"] = comparison
     dataset = dataset.replace(info=info)
     keep = [name for name in extras if pictures or name not in PICTURES]
     folder.mkdir(parents=True, exist_ok=True)
@@ -129,41 +117,6 @@ def publish(source: str | Path, name: str, version: str, *, namespace: str | Non
         _add_to_index(folder, _index_row(full, version, sha256, dataset, evaluation))
     notify("published", total, total)
     return PublishResult(f"{full}@{version}", full, version, sha256, entry_folder, evaluation, dataset)
-
-
-def measure(dataset: Dataset, seeds: int = 8, protocol: EvalProtocol | None = None, archs=(),
-            notify: Progress | None = None, done: int = 0, total: int | None = None) -> dict:
-    """The standard evaluation of ``dataset`` with its card's recipe, plus a row per transfer architecture."""
-    from hades.policy import format_arch
-    from hades.trainfrom import standard_evaluation, train_from
-
-    notify = notify or (lambda stage, done, total: None)
-    total = total if total is not None else 1 + len(archs)
-    notify("standard evaluation", done, total)
-    evaluation = standard_evaluation(dataset, seeds, protocol)
-    done += 1
-    rows = []
-    for policy in archs:
-        notify(f"transfer {format_arch(policy)}", done, total)
-        recipe = dataclasses.replace(dataset.recipe, arch=policy)
-        result = train_from(dataset, recipe, protocol=protocol, num_seeds=seeds)
-        rows.append({"arch": format_arch(policy), "mean": round(result.mean, 1), "std": round(result.std, 1),
-                     "returns": [round(float(r), 1) for r in result.returns]})
-        done += 1
-    if rows:
-        evaluation["architectures"] = rows
-    return evaluation
-
-
-def compare_with_recorded(mean: float, recorded: float, basis: str = "fresh_inits") -> dict:
-    """Our re-measured mean against the fitness the original run recorded; flags a shortfall of over 10%.
-
-    ``basis`` says what was measured: ``fresh_inits`` (the standard evaluation) or ``own_init``.
-    """
-    ratio = mean / recorded if recorded > 0 else None
-    short = ratio is not None and ratio < SHORTFALL
-    return {"recorded_fitness": round(float(recorded), 2), "measured_mean": round(float(mean), 2), "basis": basis,
-            "ratio": None if ratio is None else round(ratio, 3), "below_recorded_by_over_10_percent": short}
 
 
 # -- sources ---------------------------------------------------------------------------------------
@@ -206,34 +159,6 @@ def _with_recipe_arch(dataset: Dataset, arch) -> Dataset:
     info["recipe"] = dataclasses.replace(evolved_for, arch=arch).to_dict()
     info["recipe_changed"] = {"evolved_for": evolved_for.to_dict(), "from_sha256": dataset.sha256}
     return dataset.replace(info=info)
-
-
-def hades_f_init(dataset: Dataset) -> tuple[int, bool] | None:
-    """``(init seed, legacy_prng)`` of the one init a HaDES-F dataset was evolved for; None for other methods.
-
-    A converted run drew its init with the original code's jax (pre-0.5 random bits); ours with today's.
-    """
-    method = dataset.info.get("method")
-    if not isinstance(method, dict) or method.get("name") != "hades-f":
-        return None
-    converted = (dataset.info.get("provenance") or {}).get("converted_by") == "hades convert"
-    if converted and "/virtual_batch_norm/" in f"/{method.get('run') or ''}/":
-        return None  # that run's network had virtual batch norm: its init is not one of our MLPs
-    seed = method.get("overfit_seed") if converted else (method.get("config") or {}).get("fixed_init_seed")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        return None
-    return seed, converted
-
-
-def _recorded_fitness(dataset: Dataset) -> float | None:
-    """What a converted run recorded as its final population mean fitness (None for our own runs)."""
-    method = dataset.info.get("method")
-    if not isinstance(method, dict) or not isinstance(dataset.info.get("provenance"), dict):
-        return None
-    if dataset.info["provenance"].get("converted_by") != "hades convert":
-        return None
-    value = method.get("final_fitness")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 # -- the catalogue ---------------------------------------------------------------------------------
@@ -367,7 +292,6 @@ def _write_entry(folder: Path, full: str, version: str, dataset: Dataset, extras
 
 
 def _index_row(full: str, version: str, sha256: str, dataset: Dataset, evaluation: dict) -> dict:
-    protocol = evaluation["protocol"]
     method = dataset.info.get("method") if isinstance(dataset.info.get("method"), dict) else {}
     provenance = dataset.info.get("provenance") if isinstance(dataset.info.get("provenance"), dict) else {}
     converted = provenance.get("converted_by") == "hades convert"
@@ -375,15 +299,25 @@ def _index_row(full: str, version: str, sha256: str, dataset: Dataset, evaluatio
               if converted else "hades distill")
     row = {
         "name": full, "version": version, "sha256": sha256, "env": dataset.env, "pairs": dataset.pairs,
-        "return": {"mean": evaluation["mean"], "std": evaluation["std"],
-                   "protocol": f"{len(evaluation['returns'])} inits x {protocol['num_envs']} envs x "
-                               f"{protocol['num_steps']} steps, {'greedy' if protocol['greedy'] else 'sampled'} actions"},
-        "license": dataset.info.get("license", "apache-2.0"), "path": _entry_path(full, version).as_posix(),
-        "source": source,
+        "return": _index_score(evaluation), "license": dataset.info.get("license", "apache-2.0"),
+        "path": _entry_path(full, version).as_posix(), "source": source,
     }
     if method.get("name"):
         row["method"] = method["name"]
     return row
+
+
+def _index_score(evaluation: dict) -> dict | None:
+    """The index's one figure: the mean return, or an image dataset's test accuracy (null when unmeasured)."""
+    if not is_measured(evaluation):
+        return None
+    protocol = evaluation["protocol"]
+    if evaluation.get("metric") == "test_accuracy":
+        return {"mean": evaluation["mean"], "std": evaluation["std"], "metric": "test_accuracy",
+                "protocol": f"{protocol['inits']} inits, test accuracy on {protocol['test_images']} images"}
+    return {"mean": evaluation["mean"], "std": evaluation["std"],
+            "protocol": f"{len(evaluation['returns'])} inits x {protocol['num_envs']} envs x "
+                        f"{protocol['num_steps']} steps, {'greedy' if protocol['greedy'] else 'sampled'} actions"}
 
 
 def _add_to_index(folder: Path, row: dict) -> None:

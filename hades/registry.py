@@ -33,14 +33,23 @@ INDEX_FILE = "index.json"
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The published return of a dataset and how it was measured."""
+    """The published score of a dataset and how it was measured: a mean return, or an image dataset's test accuracy."""
 
     mean: float
     std: float
     protocol: str
+    metric: str = "return"
 
     def __str__(self) -> str:
+        if self.metric == "test_accuracy":
+            return f"{self.mean:.1%} ± {self.std:.1%}"
         return f"{self.mean:.1f} ± {self.std:.1f}"
+
+    def to_dict(self) -> dict:
+        row = {"mean": self.mean, "std": self.std, "protocol": self.protocol}
+        if self.metric != "return":
+            row["metric"] = self.metric
+        return row
 
 
 @dataclass(frozen=True)
@@ -69,9 +78,7 @@ class Entry:
         return split_catalogue_name(self.name)[0]
 
     def to_dict(self) -> dict:
-        evaluation = None
-        if self.evaluation is not None:
-            evaluation = {"mean": self.evaluation.mean, "std": self.evaluation.std, "protocol": self.evaluation.protocol}
+        evaluation = None if self.evaluation is None else self.evaluation.to_dict()
         row = {"name": self.name, "version": self.version, "sha256": self.sha256, "env": self.env,
                "pairs": self.pairs, "return": evaluation, "license": self.license, "path": self.path}
         for key in ("method", "source"):
@@ -143,7 +150,8 @@ def _parse_entry(item, position: int, folder: Path, index: Path) -> Entry:
     ret = item.get("return")
     if ret is not None:
         try:
-            evaluation = Evaluation(float(ret["mean"]), float(ret["std"]), str(ret["protocol"]))
+            evaluation = Evaluation(float(ret["mean"]), float(ret["std"]), str(ret["protocol"]),
+                                    str(ret.get("metric") or "return"))
         except (TypeError, KeyError, ValueError):
             raise FormatError(f"{where}: return must be {{mean, std, protocol}} or null") from None
     optional = {key: str(item[key]) for key in ("method", "source") if item.get(key) is not None}
@@ -258,12 +266,15 @@ def evaluation_from_card(evaluation) -> Evaluation | None:
         mean, std = float(evaluation["mean"]), float(evaluation.get("std", 0.0))
     except (KeyError, TypeError, ValueError):
         return None
-    return Evaluation(mean, std, protocol_text(evaluation.get("protocol")))
+    metric = "test_accuracy" if evaluation.get("metric") == "test_accuracy" else "return"
+    return Evaluation(mean, std, protocol_text(evaluation.get("protocol")), metric)
 
 
 def protocol_text(protocol) -> str:
     """One line saying how a return was measured."""
     if isinstance(protocol, dict):
+        if "test_images" in protocol:
+            return f"{protocol.get('inits', '?')} inits, test accuracy on {protocol['test_images']} images"
         parts = []
         if "num_envs" in protocol and "num_steps" in protocol:
             parts.append(f"{protocol['num_envs']} envs x {protocol['num_steps']} steps")

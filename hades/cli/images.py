@@ -217,3 +217,42 @@ def _run(config, out: Path, options: dict, start, start_source, validation) -> N
         evaluation = result.evaluation
         summary += f": test accuracy {evaluation['mean']:.1%} ± {evaluation['std']:.1%} over {final_seeds} inits"
     Console(highlight=False).print(summary)
+
+
+def train_from_images_command(data, dataset_id: str, recipe, seeds: int, first_seed: int, as_json: bool,
+                              env_flags: list[str]) -> None:
+    """``hades train-from`` on an image dataset: fresh classifiers and their test-set accuracy."""
+    import json
+    import sys
+
+    import typer
+
+    from hades.hubprogress import status
+    from hades.imagetask import evaluate_test_accuracy
+    from hades.policy import format_arch
+
+    if env_flags:
+        raise SpecError(f"{env_flags[0]} does not apply to image datasets: they are scored by test accuracy")
+    with status(sys.stderr.isatty(), f"training {seeds} {format_arch(recipe.arch)} classifiers on {dataset_id}"):
+        evaluation = evaluate_test_accuracy(data, seeds, recipe, first_seed)
+    if as_json:
+        report = {**evaluation, "env": data.env, "recipe": recipe.to_dict(),
+                  "dataset": {"id": dataset_id, "sha256": data.sha256, "pairs": data.pairs}}
+        typer.echo(json.dumps(report, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    protocol = evaluation["protocol"]
+    console = Console()
+    console.print(f"{dataset_id}: {protocol['classifier']}, {recipe.optimizer} lr {recipe.lr:g}, {recipe.steps} steps; "
+                  f"test accuracy on {protocol['test_images']} images ({protocol['test_split']})",
+                  soft_wrap=True, highlight=False)
+    table = Table()
+    for column in ("seed", "test accuracy"):
+        table.add_column(column, justify="right")
+    for seed, accuracy in zip(evaluation["seeds"], evaluation["accuracies"]):
+        table.add_row(str(seed), f"{accuracy:.1%}")
+    table.add_section()
+    table.add_row("mean ± std", f"{evaluation['mean']:.1%} ± {evaluation['std']:.1%}")
+    console.print(table)

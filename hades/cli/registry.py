@@ -31,7 +31,14 @@ def _print_json(data) -> None:
 
 
 def _fmt_return(evaluation) -> str:
-    return "-" if evaluation is None else f"{evaluation.mean:.1f} ± {evaluation.std:.1f}"
+    return "-" if evaluation is None else str(evaluation)
+
+
+def _fmt_score(row: dict) -> str:
+    """A listing row's score: a mean return, or an image dataset's test accuracy in percent."""
+    if row.get("metric") == "test_accuracy":
+        return f"{row['mean']:.1%} ± {row['std']:.1%}"
+    return f"{row['mean']:.1f} ± {row['std']:.1f}"
 
 
 @app.command("list")
@@ -96,7 +103,7 @@ def list_command(
                          ratio=2 if column == "protocol" else None)
     for row in rows:
         ret = row.get("return")
-        shown = "-" if not ret else f"{ret['mean']:.1f} ± {ret['std']:.1f}"
+        shown = "-" if not ret else _fmt_score(ret)
         table.add_row(row.get("id") or "-", _source(row), row.get("env") or "-",
                       str(row["pairs"]) if row.get("pairs") is not None else "-", row.get("method") or "-", shown,
                       (ret or {}).get("protocol") or "-", row.get("license") or "-")
@@ -153,7 +160,7 @@ def show_command(
         "id": name, "path": str(path), "kind": "dataset", "name": summary.get("name"), "env": dataset.env,
         "pairs": dataset.pairs, "obs_dim": dataset.env_spec.obs_dim, "action_dim": dataset.env_spec.action_dim,
         "action_type": dataset.env_spec.action_type, "normalization": dataset.normalization,
-        "return": None if evaluation is None else {"mean": evaluation.mean, "std": evaluation.std, "protocol": evaluation.protocol},
+        "return": None if evaluation is None else evaluation.to_dict(),
         "method": (dataset.info.get("method") or {}).get("name") if isinstance(dataset.info.get("method"), dict) else dataset.info.get("method"),
         "license": summary.get("license"), "sha256": verified.sha256,
     }

@@ -104,6 +104,9 @@ def train_from_command(
 ):
     """Train fresh policies of any architecture on a dataset and evaluate them in the environment.
 
+    On an image dataset (supervised distillation) it trains fresh classifiers and prints their
+    accuracy on the image set's test split.
+
     Examples:
 
       hades train-from hopper-4pairs --arch 3x256:relu --seeds 8 --json
@@ -130,6 +133,14 @@ def train_from_command(
     dataset = datasets[0]
     data = open_dataset(dataset)
     recipe = _recipe(data.recipe, arch, lr, steps, loss, max_grad_norm)
+    if data.env_spec.library == "images":
+        from hades.cli.images import train_from_images_command
+
+        env_options = {"--envs": envs != 4, "--eval-steps": eval_steps is not None, "--episodes": episodes is not None,
+                       "--greedy": greedy, "--backend": backend is not None, "--save": save is not None,
+                       "--video": video is not None}
+        return train_from_images_command(data, dataset, recipe, seeds, first_seed, as_json,
+                                         [flag for flag, given in env_options.items() if given])
     if recipe.loss == "cross_entropy" and not data.env_spec.discrete or recipe.loss != "cross_entropy" and data.env_spec.discrete:
         raise SpecError(f"loss {recipe.loss!r} does not fit the {data.env_spec.action_type} actions of {data.env}")
     protocol = _protocol(data.env_spec, envs, eval_steps, episodes, greedy)
