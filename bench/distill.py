@@ -2,7 +2,8 @@
 
     python bench/distill.py [--env hopper] [--pairs 4] [--population 32] [--arch 64,64:tanh]
                             [--inits 1] [--eval-envs 1] [--eval-steps 1000] [--inner-steps 200] [--normalization constant]
-                            [--generations 2] [--repeats 3] [--devices 1,2] [--json] [--json-out FILE]
+                            [--generations 2] [--repeats 3] [--devices 1,2] [--pin] [--processes 2]
+                            [--json] [--json-out FILE]
 
 For each device count, a fresh process (the XLA CPU device count is fixed when jax is imported)
 runs the real distillation loop (:class:`hades.runner.Distiller`, one jitted chunk of
@@ -24,6 +25,12 @@ population x inits x envs x steps per generation, divided by s/gen), raw env ste
 count listed, and the mean fitness of generation 1 (the same seed on every device count: it
 differs only by the float rounding of other batch shapes). The load average is printed too: on a shared machine the
 numbers are only as good as the CPU time the process got.
+
+``--pin`` pins each case to one CPU core per device (XLA's CPU kernels otherwise spread one device's
+work over every core, so a second device finds no core of its own): a device count's gain is then
+the sharding's, as on a machine whose devices compute apart. ``--processes N``
+adds a row: the same run as N local ``hades distill`` processes of 1 device each, joined through
+``jax.distributed`` at 127.0.0.1 (timed by the lead process's fitness.csv; no floors).
 """
 
 from __future__ import annotations
@@ -203,6 +210,8 @@ def time_floors(config, devices: int, repeats: int, train_batch="auto") -> dict:
 
 
 def worker(args) -> None:
+    if args.worker_cores:
+        os.sched_setaffinity(0, {int(core) for core in args.worker_cores.split(",")})  # before XLA starts its threads
     from hades.multihost import configure_devices
 
     configure_devices(args.worker_devices)
@@ -226,14 +235,59 @@ def run_case(args, devices: int) -> dict:
         value = getattr(args, name)
         if value is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
-    env = dict(os.environ)
-    flags = [flag for flag in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in flag]
-    env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=args.timeout)
+    if args.pin:
+        argv += ["--worker-cores", ",".join(str(core) for core in range(devices))]
+    proc = subprocess.run(argv, env=_worker_env(devices), capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         return {"devices": devices, "error": " | ".join(tail)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _worker_env(devices: int) -> dict:
+    env = dict(os.environ)
+    flags = [flag for flag in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in flag]
+    env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
+    for name in ("HADES_COORDINATOR", "HADES_NUM_PROCESSES", "HADES_PROCESS_ID"):
+        env.pop(name, None)
+    return env
+
+
+def run_processes(args, processes: int) -> dict:
+    """``processes`` local `hades distill` processes of 1 device each, joined through jax.distributed at
+    127.0.0.1: the same run as the device rows, timed by the lead's fitness.csv (best chunk after the first)."""
+    import csv
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run = ["distill", args.env, "--pairs", str(args.pairs), "--preset", "cpu", "--population", str(args.population),
+           "--arch", args.arch, "--inits", str(args.inits), "--eval-envs", str(args.eval_envs), "--eval-steps",
+           str(args.eval_steps), "--generations", str((1 + args.repeats) * args.generations), "--checkpoint-every",
+           str(args.generations), "--final-seeds", "0", "--devices", "1", "--coordinator", f"127.0.0.1:{port}",
+           "--num-processes", str(processes)]
+    for name, value in (("--inner-steps", args.inner_steps), ("--normalization", args.normalization)):
+        if value is not None:
+            run += [name, str(value)]
+    with tempfile.TemporaryDirectory() as tmp:
+        pins = [["taskset", "-c", str(index)] if args.pin else [] for index in range(processes)]
+        procs = [subprocess.Popen([*pins[index], sys.executable, "-m", "hades", *run, "--process-id", str(index),
+                                   "--out", str(Path(tmp) / f"p{index}")],
+                                  env=_worker_env(1), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for index in range(processes)]
+        outputs = [proc.communicate(timeout=args.timeout) for proc in procs]
+        if any(proc.returncode for proc in procs):
+            tail = next(err for proc, (_, err) in zip(procs, outputs) if proc.returncode).strip().splitlines()[-3:]
+            return {"devices": f"{processes} processes x 1", "error": " | ".join(tail)}
+        with open(Path(tmp) / "p0" / "fitness.csv", newline="") as handle:
+            history = list(csv.DictReader(handle))
+    per_chunk = [float(history[index]["seconds"]) for index in range(0, len(history), args.generations)]
+    seconds = min(per_chunk[1:])
+    steps = int(history[0]["env_steps"])
+    return {"devices": f"{processes} processes x 1", "s_per_gen": seconds, "s_per_gen_repeats": per_chunk[1:],
+            "env_steps_per_s": steps / seconds, "first_mean_fitness": float(history[0]["mean"]),
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main() -> None:
@@ -251,6 +305,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed chunks (and raw rollouts); the fastest is shown")
     parser.add_argument("--devices", default="1,2", help="device counts to compare, e.g. 1,2")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per device count")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin each case to as many CPU cores as it has devices (1 device: core 0; 2: cores 0-1), "
+                             "so a device is one core's work, as on a machine whose devices compute apart")
+    parser.add_argument("--worker-cores", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--processes", type=int, default=0,
+                        help="also time this many local processes of 1 device each, joined through jax.distributed")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON report to this file")
     parser.add_argument("--worker-devices", type=int, default=None, help=argparse.SUPPRESS)
@@ -261,6 +321,8 @@ def main() -> None:
 
     counts = [int(part) for part in args.devices.split(",") if part.strip()]
     rows = [run_case(args, count) for count in counts]
+    if args.processes:
+        rows.append(run_processes(args, args.processes))
     base = next((row["s_per_gen"] for row in rows if "s_per_gen" in row), None)
     for row in rows:
         if "s_per_gen" in row and base:
@@ -268,7 +330,7 @@ def main() -> None:
     report = {
         "config": {name: getattr(args, name) for name in ("env", "pairs", "population", "arch", "inits", "eval_envs",
                                                          "eval_steps", "inner_steps", "normalization", "generations",
-                                                         "repeats")},
+                                                         "repeats", "pin")},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "rows": rows,
@@ -282,13 +344,17 @@ def main() -> None:
     print(f"{config['env']}, {config['pairs']} pairs, population {config['population']}, {config['arch']}, "
           f"{config['inits']} init(s) x {config['eval_envs']} env(s) x {config['eval_steps']} steps, inner steps "
           f"{config['inner_steps'] or 'paper'}; best of {config['repeats']} chunks of {config['generations']} "
-          "generation(s) after a warm-up chunk")
+          "generation(s) after a warm-up chunk" + ("; each case pinned to one core per device" if config["pin"] else ""))
     print("| devices | s/gen | train floor s | rollout floor s | gen / floors | env steps/s | raw env steps/s | "
           "ratio | speedup | gen 1 mean fitness | load avg |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         if "error" in row:
             print(f"| {row['devices']} | failed: {row['error']} |")
+            continue
+        if "train_s" not in row:  # several processes: timed by the run itself, no floors
+            print(f"| {row['devices']} | {row['s_per_gen']:.3f} | - | - | - | {row['env_steps_per_s']:,.0f} | - | - | "
+                  f"{row['speedup']:.2f}x | {row['first_mean_fitness']:.4f} | {' '.join(f'{x:.2f}' for x in row['loadavg'])} |")
             continue
         print(f"| {row['devices']} | {row['s_per_gen']:.3f} | {row['train_s']:.3f} | {row['rollout_s']:.3f} | "
               f"{row['floor_ratio']:.2f}x | {row['env_steps_per_s']:,.0f} | {row['raw_env_steps_per_s']:,.0f} | "
