@@ -92,6 +92,15 @@ def test_train_from_an_image_dataset_prints_test_accuracy(tmp_path, hades_env, c
     assert not (tmp_path / "p").exists()
 
 
+def test_hades_publish_reports_an_image_dataset_by_its_accuracy(tmp_path, hades_env, capsys):
+    code, out, err = run_main(["publish", str(digits_source(tmp_path)), "--name", "digits-means", "--version", "1.0",
+                               "--catalogue", str(tmp_path / "catalogue"), "--seeds", "2", "--transfer", "16:relu"],
+                              capsys)
+    assert code == 0, err
+    assert "digits-means@1.0: digits, 10 images, test accuracy" in out and "(2 fresh classifiers)" in out
+    assert "16:relu:orthogonal: " in out and out.count("%") >= 4
+
+
 def test_an_image_set_not_on_this_machine_refuses_or_publishes_unmeasured(tmp_path, hades_env, monkeypatch):
     from hades.cli import main
 
