@@ -105,9 +105,18 @@ def train_from(dataset: Union[str, "Dataset"], recipe: "Recipe | None" = None, *
     sampled actions). ``recipe`` defaults to the card's; ``arch`` (``"3x256:relu"``) replaces its
     architecture. ``keep_params`` keeps the parameters, so ``result.policies()`` gives the policies.
     """
+    from hades.trainfrom import train_from as train
+
+    dataset, recipe, source = _dataset_and_recipe(dataset, recipe, arch)
+    return train(dataset, recipe, protocol, num_seeds, first_seed, backend=backend, keep_params=keep_params,
+                 progress=progress, source=source)
+
+
+def _dataset_and_recipe(dataset, recipe, arch) -> tuple:
+    """``(dataset, recipe, source)``: the dataset opened when given by identifier (``source`` is that identifier,
+    else None), the card's recipe unless one is given, ``arch`` replacing its architecture."""
     from hades.dataset import Dataset
     from hades.policy import PolicySpec, parse_arch
-    from hades.trainfrom import train_from as train
 
     source = None
     if not isinstance(dataset, Dataset):
@@ -118,8 +127,7 @@ def train_from(dataset: Union[str, "Dataset"], recipe: "Recipe | None" = None, *
     recipe = recipe or dataset.recipe
     if arch is not None:
         recipe = replace(recipe, arch=arch if isinstance(arch, PolicySpec) else parse_arch(arch))
-    return train(dataset, recipe, protocol, num_seeds, first_seed, backend=backend, keep_params=keep_params,
-                 progress=progress, source=source)
+    return dataset, recipe, source
 
 
 def test_accuracy(dataset: Union[str, "Dataset"], recipe: "Recipe | None" = None, *,
@@ -128,17 +136,9 @@ def test_accuracy(dataset: Union[str, "Dataset"], recipe: "Recipe | None" = None
     score each on its image set's test split: :func:`train_from`'s counterpart for supervised distillation.
     ``recipe`` defaults to the card's; ``arch`` (``"c16,128:relu"``) replaces its classifier. The image set
     must be on this machine (``fashion-mnist``: the Debian package ``dataset-fashion-mnist``)."""
-    from hades.dataset import Dataset
     from hades.imagetask import evaluate_test_accuracy
-    from hades.policy import PolicySpec, parse_arch
 
-    if not isinstance(dataset, Dataset):
-        from hades.registry import open_dataset
-
-        dataset = open_dataset(str(dataset))
-    recipe = recipe or dataset.recipe
-    if arch is not None:
-        recipe = replace(recipe, arch=arch if isinstance(arch, PolicySpec) else parse_arch(arch))
+    dataset, recipe, _ = _dataset_and_recipe(dataset, recipe, arch)
     return evaluate_test_accuracy(dataset, num_seeds, recipe, first_seed)
 
 

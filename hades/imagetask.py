@@ -270,6 +270,8 @@ def evaluate_test_accuracy(dataset: Dataset, seeds: int = 8, recipe: Recipe | No
     """Test-set accuracy of ``seeds`` fresh inits trained on ``dataset`` with its card's recipe, as a card records it."""
     import jax
 
+    from hades.provenance import device_record
+
     if seeds < 1:
         raise SpecError(f"the evaluation needs at least 1 init, got {seeds}")
     image_set = image_set or image_set_of(dataset)
@@ -284,8 +286,6 @@ def evaluate_test_accuracy(dataset: Dataset, seeds: int = 8, recipe: Recipe | No
     protocol = {"metric": "test accuracy", "inits": seeds, "seeds": f"{numbers[0]}-{numbers[-1]}",
                 "test_images": int(len(image_set.test_labels)), "test_split": image_set.test_split,
                 "images": image_set.source, "classifier": format_arch(recipe.arch)}
-    from hades.provenance import device_record
-
     return {"metric": "test_accuracy", "accuracies": [round(float(a), 4) for a in accuracies],
             "mean": round(float(accuracies.mean()), 4), "std": round(float(accuracies.std()), 4),
             "seeds": numbers, "protocol": protocol, "device": device_record(),

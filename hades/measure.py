@@ -52,7 +52,7 @@ def measure(dataset: Dataset, seeds: int = 8, protocol: EvalProtocol | None = No
         except NotFoundError as exc:
             if not allow_unmeasured:
                 raise
-            return unmeasured(dataset, str(exc))
+            return unmeasured(str(exc))
         return evaluation
     from hades.policy import format_arch
     from hades.trainfrom import fixed_init_evaluation, standard_evaluation, train_from
@@ -95,7 +95,7 @@ def _image_evaluation(dataset: Dataset, seeds: int, archs, notify: Progress, don
     return evaluation
 
 
-def unmeasured(dataset: Dataset, reason: str) -> dict:
+def unmeasured(reason: str) -> dict:
     """The evaluation section of an image dataset whose image set this machine does not have."""
     return {"metric": "test_accuracy", "measured": False, "reason": reason,
             "summary": (f"Not measured: the machine that published this entry lacked the image set ({reason}). "

@@ -313,8 +313,10 @@ def _index_score(evaluation: dict) -> dict | None:
         return None
     protocol = evaluation["protocol"]
     if evaluation.get("metric") == "test_accuracy":
+        from hades.registry import protocol_text
+
         return {"mean": evaluation["mean"], "std": evaluation["std"], "metric": "test_accuracy",
-                "protocol": f"{protocol['inits']} inits, test accuracy on {protocol['test_images']} images"}
+                "protocol": protocol_text(protocol)}
     return {"mean": evaluation["mean"], "std": evaluation["std"],
             "protocol": f"{len(evaluation['returns'])} inits x {protocol['num_envs']} envs x "
                         f"{protocol['num_steps']} steps, {'greedy' if protocol['greedy'] else 'sampled'} actions"}

@@ -31,6 +31,13 @@ REGISTRY_ENV = "HADES_REGISTRY"
 INDEX_FILE = "index.json"
 
 
+def format_score(mean: float, std: float, metric: str = "return") -> str:
+    """``mean ± std`` as listings show it: a return to one decimal, a test accuracy in percent."""
+    if metric == "test_accuracy":
+        return f"{mean:.1%} ± {std:.1%}"
+    return f"{mean:.1f} ± {std:.1f}"
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """The published score of a dataset and how it was measured: a mean return, or an image dataset's test accuracy."""
@@ -41,9 +48,7 @@ class Evaluation:
     metric: str = "return"
 
     def __str__(self) -> str:
-        if self.metric == "test_accuracy":
-            return f"{self.mean:.1%} ± {self.std:.1%}"
-        return f"{self.mean:.1f} ± {self.std:.1f}"
+        return format_score(self.mean, self.std, self.metric)
 
     def to_dict(self) -> dict:
         row = {"mean": self.mean, "std": self.std, "protocol": self.protocol}

@@ -70,16 +70,18 @@ def publish_command(
         typer.echo(json.dumps({"id": result.id, "sha256": result.sha256, "folder": str(result.folder),
                                "evaluation": evaluation}, indent=1))
         return
-    if evaluation.get("metric") == "test_accuracy":  # an image dataset
-        score = lambda row: f"{row['mean']:.1%} ± {row['std']:.1%}"  # noqa: E731
-        typer.echo(f"{result.id}: {result.dataset.env}, {result.dataset.pairs} images, test accuracy "
-                   f"{score(evaluation)} ({len(evaluation['accuracies'])} fresh classifiers)")
+    from hades.registry import format_score
+
+    metric = evaluation.get("metric", "return")
+    score = format_score(evaluation["mean"], evaluation["std"], metric)
+    if metric == "test_accuracy":  # an image dataset
+        typer.echo(f"{result.id}: {result.dataset.env}, {result.dataset.pairs} images, test accuracy {score} "
+                   f"({len(evaluation['accuracies'])} fresh classifiers)")
     else:
-        score = lambda row: f"{row['mean']:.1f} ± {row['std']:.1f}"  # noqa: E731
-        typer.echo(f"{result.id}: {result.dataset.env}, {result.dataset.pairs} pairs, return "
-                   f"{score(evaluation)} ({len(evaluation['returns'])} fresh inits)")
+        typer.echo(f"{result.id}: {result.dataset.env}, {result.dataset.pairs} pairs, return {score} "
+                   f"({len(evaluation['returns'])} fresh inits)")
     for row in result.architectures:
-        typer.echo(f"  {row['arch']}: {score(row)}")
+        typer.echo(f"  {row['arch']}: {format_score(row['mean'], row['std'], metric)}")
     comparison = result.dataset.info.get("paper_comparison")
     if comparison:
         flag = " (more than 10% below)" if comparison["below_recorded_by_over_10_percent"] else ""

@@ -34,13 +34,6 @@ def _fmt_return(evaluation) -> str:
     return "-" if evaluation is None else str(evaluation)
 
 
-def _fmt_score(row: dict) -> str:
-    """A listing row's score: a mean return, or an image dataset's test accuracy in percent."""
-    if row.get("metric") == "test_accuracy":
-        return f"{row['mean']:.1%} ± {row['std']:.1%}"
-    return f"{row['mean']:.1f} ± {row['std']:.1f}"
-
-
 @app.command("list")
 def list_command(
     hub: Optional[str] = typer.Option(None, "--hub", metavar="ORG|file:///PATH",
@@ -96,6 +89,8 @@ def list_command(
         return
     from rich.table import Table
 
+    from hades.registry import format_score
+
     table = Table(title=title, title_justify="left")
     columns = ("name" if hub is None else "id", "source", "env", "pairs", "method", "return", "protocol", "license")
     for column in columns:  # ids stay whole; the protocol wraps first
@@ -103,7 +98,7 @@ def list_command(
                          ratio=2 if column == "protocol" else None)
     for row in rows:
         ret = row.get("return")
-        shown = "-" if not ret else _fmt_score(ret)
+        shown = "-" if not ret else format_score(ret["mean"], ret["std"], ret.get("metric", "return"))
         table.add_row(row.get("id") or "-", _source(row), row.get("env") or "-",
                       str(row["pairs"]) if row.get("pairs") is not None else "-", row.get("method") or "-", shown,
                       (ret or {}).get("protocol") or "-", row.get("license") or "-")

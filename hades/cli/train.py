@@ -133,7 +133,9 @@ def train_from_command(
     dataset = datasets[0]
     data = open_dataset(dataset)
     recipe = _recipe(data.recipe, arch, lr, steps, loss, max_grad_norm)
-    if data.env_spec.library == "images":
+    from hades.measure import is_image_dataset
+
+    if is_image_dataset(data):
         from hades.cli.images import train_from_images_command
 
         env_options = {"--envs": envs != 4, "--eval-steps": eval_steps is not None, "--episodes": episodes is not None,
