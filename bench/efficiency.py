@@ -75,6 +75,14 @@ RECIPES = {
     "xnes": {"preset": "fast", "strategy": "xnes", "restarts": 0, "sigma_floor": 0.0, "population_size": 32},
     # Pairs that train several architectures (the fitness averages over them).
     "cma-multiarch": {"preset": "fast", "restarts": 0, "arch": "256,256:tanh;64,64:relu;256,256,256:relu"},
+    # The presets as shipped (for MinAtar: SNES; fast adds restarts, validated every 10 generations).
+    "cpu": {"preset": "cpu"},
+    "fast": {"preset": "fast", "validate_every": 10, "keep_best": True},
+    "fast-norestart": {"preset": "fast", "restarts": 0},
+    # The zoo's breakout-16 run: OpenES (sigma 0.1, lr 0.02), population 256, 4 envs x 1000 steps.
+    "openes-minatar": {"preset": "cpu", "strategy": "open_es", "sigma": 0.1, "es_lr": 0.02,
+                       "fitness_shaping": "centered_rank", "population_size": 256, "num_inits": 1, "eval_envs": 4,
+                       "eval_steps": 1000, "normalization": "constant"},
 }
 BENCH_KEYS = ("preset", "arch", "inner_steps", "eval_envs", "eval_steps", "validate_every", "validate_seeds",
               "keep_best", "base")
