@@ -156,7 +156,7 @@ def time_floors(config, devices: int, repeats: int, train_batch="auto") -> dict:
     import jax.numpy as jnp
     from jax.sharding import PartitionSpec as P
 
-    from hades.distillation import default_train_batch
+    from hades.distillation import default_train_batch, map_candidates
     from hades.envs import get_env_spec
     from hades.evaluate import make_evaluate
     from hades.learn import make_train
@@ -174,9 +174,7 @@ def time_floors(config, devices: int, repeats: int, train_batch="auto") -> dict:
         def train_candidate(item):
             return jax.lax.map(lambda key: train(key, item[0], item[1])[0], init_keys)
 
-        if batch is None or batch >= states.shape[0]:
-            return jax.vmap(lambda s, t: train_candidate((s, t)))(states, targets)
-        return jax.lax.map(train_candidate, (states, targets), batch_size=batch)
+        return map_candidates(train_candidate, (states, targets), batch)
 
     def rollout_all(params, eval_keys):
         def candidate(candidate_params):

@@ -7,8 +7,14 @@ One process, one CPU device (one core), the whole fitness function of one device
 population (train every candidate's policies, then roll them out for --eval-steps), jitted once per
 setting and timed --repeats times; the table shows the fastest repeat and the speed-up against
 training all candidates at once (`all`, plain vmap). `auto` is what `hades distill` picks
-(hades.distillation.default_train_batch: about 262k policy parameters per batch). The settings run side by
-side in one process, so their ratios are comparable even on a busy machine; absolute seconds are not.
+(hades.distillation.default_train_batch: about 262k policy parameters per batch; a batch of 1 runs
+unbatched, see below). The settings run side by side in one process, so their ratios are comparable
+even on a busy machine; absolute seconds are not.
+
+``--loops`` times the inner training alone (the same recipe and 200 steps, one candidate's inits
+after another within each candidate) four ways: ``lax.map`` with no batch (one candidate after
+another, no vmap), ``lax.map`` with ``batch_size=1`` (vmapped over a batch of one), ``batch_size=2``
+and one vmap over all candidates: why hades runs batches of one unbatched.
 """
 
 from __future__ import annotations
@@ -32,8 +38,12 @@ def main() -> None:
     parser.add_argument("--archs", default="64,64:tanh;256,256:tanh;512,512:tanh", help="';'-separated")
     parser.add_argument("--batches", default="all,auto,1")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--loops", action="store_true", help="time the inner training's loop forms instead")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.loops:
+        time_loops(args)
+        return
 
     from hades.multihost import configure_devices
 
@@ -90,6 +100,53 @@ def main() -> None:
         shown = row["train_batch"] if row["train_batch"] != "auto" else f"auto={row['batch_size']}"
         print(f"{row['arch']:<16} {row['policy_params']:>7}  {shown:>11}  {row['seconds']:>8.3f}  "
               f"{row['speedup_vs_first']:>7.2f}x")
+
+
+LOOPS = ("unbatched", "batch_size=1", "batch_size=2", "vmap all")
+
+
+def time_loops(args) -> None:
+    """The inner training of ``--population`` candidates x ``--inits`` inits in each loop form of LOOPS."""
+    from hades.multihost import configure_devices
+
+    configure_devices(1)
+    import jax
+
+    from hades.envs import get_env_spec
+    from hades.learn import make_train, paper_recipe
+    from hades.policy import parse_arch
+
+    spec = get_env_spec(args.env)
+    key_s, key_t, key_i = jax.random.split(jax.random.PRNGKey(0), 3)
+    states = jax.random.normal(key_s, (args.population, args.pairs, spec.obs_dim))
+    targets = jax.random.uniform(key_t, (args.population, args.pairs, spec.action_dim), minval=-1, maxval=1)
+    init_keys = jax.random.split(key_i, args.inits)
+    print(f"{args.env}, {args.pairs} pairs, inner training of {args.population} candidates x {args.inits} init(s), "
+          f"200 steps, 1 CPU device, best of {args.repeats}; {datetime.date.today()}, load avg "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("| policy | loop | s | vs unbatched |")
+    print("|---|---|---|---|")
+    for arch in args.archs.split(";"):
+        recipe = dataclasses.replace(paper_recipe(spec.name, spec.discrete), arch=parse_arch(arch), steps=200)
+        train = make_train(recipe, spec.obs_dim, spec.action_dim, spec.discrete)
+
+        def candidate(item):
+            return jax.lax.map(lambda key: train(key, item[0], item[1])[0], init_keys)
+        forms = {"unbatched": lambda s, t: jax.lax.map(candidate, (s, t)),
+                 "batch_size=1": lambda s, t: jax.lax.map(candidate, (s, t), batch_size=1),
+                 "batch_size=2": lambda s, t: jax.lax.map(candidate, (s, t), batch_size=2),
+                 "vmap all": lambda s, t: jax.vmap(lambda a, b: candidate((a, b)))(s, t)}
+        first = None
+        for name in LOOPS:
+            program = jax.jit(forms[name])
+            jax.block_until_ready(program(states, targets))
+            timings = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                jax.block_until_ready(program(states, targets))
+                timings.append(time.perf_counter() - start)
+            first = first or min(timings)
+            print(f"| {arch} | {name} | {min(timings):.3f} | {first / min(timings):.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -225,8 +225,11 @@ def preset(name: str, env: str, pairs: int, **overrides: Any) -> DistillConfig:
 # side (vmapped); a larger population trains batch after batch (lax.map), so that a batch's weights
 # and Adam state stay in a core's cache. bench/train_batch.py measures it: for 2x256 tanh policies,
 # batches of 3 ran 2.8x faster than all 32 candidates of a device at once; 2x64 policies (5k
-# parameters each) are fastest all at once.
+# parameters each) are fastest all at once. Batches hold at least 2 candidates: vmapped over one,
+# XLA:CPU trains 2.3x slower than unbatched, and batches of 2 of the paper's 2x512 policies train
+# as fast as unbatched on one core and 1.16x faster where XLA may use two (bench/train_batch.py --loops).
 TRAIN_CACHE_PARAMS = 262_144
+MIN_TRAIN_BATCH = 2
 
 
 def policy_param_count(config: DistillConfig, arch: PolicySpec | None = None) -> int:
@@ -247,7 +250,23 @@ def default_train_batch(config: DistillConfig, platform: str) -> int | None:
     (sized for the largest of the run's architectures, which train one after the other)."""
     if platform != "cpu":
         return None
-    return max(1, TRAIN_CACHE_PARAMS // max(policy_param_count(config, arch) for arch in config.architectures))
+    return max(MIN_TRAIN_BATCH, TRAIN_CACHE_PARAMS // max(policy_param_count(config, arch)
+                                                          for arch in config.architectures))
+
+
+def map_candidates(fn, population, train_batch: int | None):
+    """``fn`` over the population's candidates: all at once (vmap) where ``train_batch`` is None or covers
+    them, else ``train_batch`` at a time (``lax.map``). Batches of one run unbatched: XLA:CPU runs the
+    inner training vmapped over a batch of one about 3x slower than the same loop without vmap
+    (bench/train_batch.py), and the weights of policies that wide fill a core's cache alone anyway."""
+    import jax
+
+    size = jax.tree.leaves(population)[0].shape[0]
+    if train_batch is not None and min(train_batch, size) == 1:
+        return jax.lax.map(fn, population)
+    if train_batch is None or train_batch >= size:
+        return jax.vmap(fn)(population)
+    return jax.lax.map(fn, population, batch_size=train_batch)
 
 
 def make_fitness(config: DistillConfig, obs_mean, obs_var, train_batch: int | None = None):
@@ -285,11 +304,7 @@ def make_fitness(config: DistillConfig, obs_mean, obs_var, train_batch: int | No
             states, targets = targets_of(candidate)
             return jax.lax.map(lambda init_key: train(init_key, states, targets)[0], init_keys)
 
-        size = jax.tree.leaves(population)[0].shape[0]
-        if train_batch is None or train_batch >= size:
-            params = jax.vmap(train_candidate)(population)
-        else:
-            params = jax.lax.map(train_candidate, population, batch_size=train_batch)
+        params = map_candidates(train_candidate, population, train_batch)
 
         def evaluate_candidate(candidate_params):
             return jax.lax.map(lambda item: evaluate(item[0], item[1], obs_mean, obs_var), (candidate_params, eval_keys))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hades.dataset import Dataset
-from hades.distillation import DistillConfig, fixed_labels
+from hades.distillation import DistillConfig, fixed_labels, map_candidates
 from hades.errors import FormatError, SpecError
 from hades.imagesets import BUILTIN_SETS, ImageSet, image_spec, open_image_set
 from hades.learn import Recipe
@@ -222,10 +222,7 @@ def make_image_fitness(config: ImageDistillConfig, train_batch: int | None = Non
             return sum(run(*pairs, init_keys) for run in runs) / len(runs)
 
         size = jax.tree.leaves(population)[0].shape[0]
-        if train_batch is None or train_batch >= size:
-            scores = jax.vmap(score_candidate)(population)
-        else:
-            scores = jax.lax.map(score_candidate, population, batch_size=train_batch)
+        scores = map_candidates(score_candidate, population, train_batch)
         return scores.mean(-1), jnp.full((size,), len(held) * init_keys.shape[0] * len(runs), jnp.int32)
 
     return fitness

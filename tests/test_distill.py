@@ -636,5 +636,5 @@ def test_default_train_batch_keeps_small_policies_together_and_splits_wide_ones(
     small, wide = preset("cpu", "hopper", 4), preset("paper", "hopper", 4)
     assert policy_param_count(small) == (11 * 64 + 64) + (64 * 64 + 64) + (64 * 3 + 3) + 3
     assert default_train_batch(small, "cpu") >= 32  # 32 candidates per core train at once
-    assert default_train_batch(wide, "cpu") == 1
+    assert default_train_batch(wide, "cpu") == 2  # never 1: a vmapped batch of one trains slowest (see map_candidates)
     assert default_train_batch(wide, "gpu") is None
