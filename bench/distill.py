@@ -29,8 +29,9 @@ numbers are only as good as the CPU time the process got.
 ``--pin`` pins each case to one CPU core per device (XLA's CPU kernels otherwise spread one device's
 work over every core, so a second device finds no core of its own): a device count's gain is then
 the sharding's, as on a machine whose devices compute apart. ``--processes N``
-adds a row: the same run as N local ``hades distill`` processes of 1 device each, joined through
-``jax.distributed`` at 127.0.0.1 (timed by the lead process's fitness.csv; no floors).
+adds a row: the same run as ``hades distill --local-processes N`` (N processes of 1 device, each
+pinned to its core, joined through ``jax.distributed`` at 127.0.0.1; timed by its fitness.csv; no
+floors).
 """
 
 from __future__ import annotations
@@ -252,33 +253,25 @@ def _worker_env(devices: int) -> dict:
 
 
 def run_processes(args, processes: int) -> dict:
-    """``processes`` local `hades distill` processes of 1 device each, joined through jax.distributed at
-    127.0.0.1: the same run as the device rows, timed by the lead's fitness.csv (best chunk after the first)."""
+    """The same run as the device rows through ``hades distill --local-processes N`` (N processes of 1 device,
+    each pinned to its core, joined through jax.distributed at 127.0.0.1), timed by its fitness.csv (best
+    chunk after the first)."""
     import csv
-    import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     run = ["distill", args.env, "--pairs", str(args.pairs), "--preset", "cpu", "--population", str(args.population),
            "--arch", args.arch, "--inits", str(args.inits), "--eval-envs", str(args.eval_envs), "--eval-steps",
            str(args.eval_steps), "--generations", str((1 + args.repeats) * args.generations), "--checkpoint-every",
-           str(args.generations), "--final-seeds", "0", "--devices", "1", "--coordinator", f"127.0.0.1:{port}",
-           "--num-processes", str(processes)]
+           str(args.generations), "--final-seeds", "0", "--devices", "1", "--local-processes", str(processes)]
     for name, value in (("--inner-steps", args.inner_steps), ("--normalization", args.normalization)):
         if value is not None:
             run += [name, str(value)]
     with tempfile.TemporaryDirectory() as tmp:
-        pins = [["taskset", "-c", str(index)] if args.pin else [] for index in range(processes)]
-        procs = [subprocess.Popen([*pins[index], sys.executable, "-m", "hades", *run, "--process-id", str(index),
-                                   "--out", str(Path(tmp) / f"p{index}")],
-                                  env=_worker_env(1), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for index in range(processes)]
-        outputs = [proc.communicate(timeout=args.timeout) for proc in procs]
-        if any(proc.returncode for proc in procs):
-            tail = next(err for proc, (_, err) in zip(procs, outputs) if proc.returncode).strip().splitlines()[-3:]
+        proc = subprocess.run([sys.executable, "-m", "hades", *run, "--out", str(Path(tmp) / "run")],
+                              env=_worker_env(1), capture_output=True, text=True, timeout=args.timeout)
+        if proc.returncode:
+            tail = proc.stderr.strip().splitlines()[-3:]
             return {"devices": f"{processes} processes x 1", "error": " | ".join(tail)}
-        with open(Path(tmp) / "p0" / "fitness.csv", newline="") as handle:
+        with open(Path(tmp) / "run" / "fitness.csv", newline="") as handle:
             history = list(csv.DictReader(handle))
     per_chunk = [float(history[index]["seconds"]) for index in range(0, len(history), args.generations)]
     seconds = min(per_chunk[1:])

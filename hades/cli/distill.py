@@ -73,11 +73,17 @@ def distill_command(
     process_id: Optional[int] = typer.Option(
         None, "--process-id", envvar="HADES_PROCESS_ID", min=0, rich_help_panel="Multi-host",
         help="This process's id, 0..N-1; process 0 writes the outputs."),
+    local_processes: Optional[int] = typer.Option(
+        None, "--local-processes", min=2, rich_help_panel="Multi-host",
+        help="Run as N processes on this machine, each pinned to its share of the CPU cores and joined at "
+             "127.0.0.1 (on CPU this scales further than N devices in one process); --devices then counts "
+             "devices per process (default: its cores)."),
 ):
     """Distil a synthetic dataset with HaDES (evolution strategies over state-action pairs).
 
     Several hosts share one run when every one starts the same command with --coordinator, --num-processes
-    and its own --process-id; --devices then counts devices per process.
+    and its own --process-id; --devices then counts devices per process. --local-processes N does that on
+    this machine by itself.
 
     Examples:
 
@@ -96,6 +102,9 @@ def distill_command(
         return distill_images_command(**options)
     from hades.multihost import configure_devices, initialize_distributed
 
+    if local_processes and not dry_run:
+        coordinator, num_processes, process_id, devices = _start_local(local_processes, devices, coordinator,
+                                                                       num_processes, process_id)
     configure_devices(devices)
     from hades.evaluate import EvalProtocol
 
@@ -227,6 +236,21 @@ def _describe_validation(validation) -> str:
 
 
 # What a refused start needs to hear from the command line (the library does not know its flags).
+def _start_local(processes: int, devices, coordinator, num_processes, process_id):
+    """Become process 0 of a run of ``processes`` local processes (see :mod:`hades.localprocs`)."""
+    import sys
+
+    from hades.localprocs import core_groups, start_local_processes, without_option
+
+    if coordinator or num_processes is not None or process_id is not None:
+        raise MultiHostError("--local-processes starts and joins its own processes: drop --coordinator, "
+                             "--num-processes and --process-id (or the HADES_* variables that set them)")
+    per_process = devices or min(len(group) for group in core_groups(processes))
+    argv = without_option(without_option(sys.argv[1:], "--local-processes"), "--devices")
+    run = start_local_processes(processes, [*argv, "--devices", str(per_process)])
+    return run.coordinator, processes, 0, per_process
+
+
 _MULTI_HOST_HINT = "every process passes --coordinator HOST:PORT, --num-processes N and its own --process-id"
 _FLAG_HINTS = {OutputInUseError: "pass --resume to continue it or pick another --out",
                MissingCheckpointError: "run without --resume to start",
