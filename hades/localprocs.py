@@ -1,8 +1,9 @@
 """One run as several processes on this machine, each on its own share of the CPU cores.
 
 On a CPU, N processes of one device each, pinned to their cores and joined through
-``jax.distributed`` at 127.0.0.1, scale further than N devices in one process, whose XLA kernels
-share one pool of threads (bench/distill.py measures both). :func:`start_local_processes` turns
+``jax.distributed`` at 127.0.0.1, each train inner policies on a core of their own, which N XLA
+CPU devices in one process do not (bench/distill.py's training floor does not fall with a second
+device; bench/host.py's training kernel runs 1.8x as fast in two processes). :func:`start_local_processes` turns
 the command that calls it into process 0 of such a run: it starts processes 1..N-1 running the
 same command with the multi-host options added, pins each process to its cores, and watches the
 others, so that one that fails stops the run with its own message instead of leaving process 0

@@ -76,7 +76,7 @@ def distill_command(
     local_processes: Optional[int] = typer.Option(
         None, "--local-processes", min=2, rich_help_panel="Multi-host",
         help="Run as N processes on this machine, each pinned to its share of the CPU cores and joined at "
-             "127.0.0.1 (on CPU this scales further than N devices in one process); --devices then counts "
+             "127.0.0.1 (each trains on cores of its own, which N CPU devices in one process do not); --devices then counts "
              "devices per process (default: its cores)."),
 ):
     """Distil a synthetic dataset with HaDES (evolution strategies over state-action pairs).
