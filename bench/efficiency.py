@@ -33,9 +33,9 @@ seconds, score mean/std, the env steps of in-run validation and of the scoring i
 min-max band over seeds, the paper's figure as a horizontal line) and ``efficiency.md``, the
 table this prints: return at each mark (mean ± std over seeds) and the search env steps and wall
 time until the first mark at or above 90% / 100% of the paper's figure (``--paper`` another). Wall seconds count the
-distillation (compiling, searching, in-run validation) measured around each stretch of a run,
-not the scoring at the marks; a stretch cut short by an interruption is not counted, its redone
-part is.
+distillation (compiling, searching, in-run validation), counted at every checkpointed chunk of a
+run, not the scoring at the marks; a chunk cut short by an interruption is not counted, its redone
+run is.
 """
 
 from __future__ import annotations
@@ -208,14 +208,23 @@ class Run:
             distiller = Distiller(config, self.out, self.checkpoint_every, self.num_devices,
                                   validation=self.plan.validation)
             start = time.perf_counter()
+
+            def count_wall(_progress=None):
+                """Add the wall time since the last count (at each checkpointed chunk, so an interruption loses
+                only the chunk it cut short, which is counted again when it is redone)."""
+                nonlocal start
+                if target > generations:
+                    now = time.perf_counter()
+                    self.results["wall_seconds"] += now - start
+                    start = now
+                    self._save()
+
             try:
-                dataset = distiller.run(resume=generations > 0)
+                dataset = distiller.run(resume=generations > 0, on_progress=count_wall)
             except SettingsMismatchError as exc:
                 raise SystemExit(f"error: {exc}: recipe {self.plan.name!r} changed since {self.root} was made; "
                                  "delete that folder or give the recipe another name") from None
-            if target > generations:
-                self.results["wall_seconds"] += time.perf_counter() - start
-                self._save()
+            count_wall()
             if distiller.history[-1]["env_steps"] >= mark:
                 return distiller, dataset
 
