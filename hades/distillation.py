@@ -226,8 +226,8 @@ def preset(name: str, env: str, pairs: int, **overrides: Any) -> DistillConfig:
 # and Adam state stay in a core's cache. bench/train_batch.py measures it: for 2x256 tanh policies,
 # batches of 3 ran 2.8x faster than all 32 candidates of a device at once; 2x64 policies (5k
 # parameters each) are fastest all at once. Batches hold at least 2 candidates: vmapped over one,
-# XLA:CPU trains 2.3x slower than unbatched, and batches of 2 of the paper's 2x512 policies train
-# as fast as unbatched on one core and 1.16x faster where XLA may use two (bench/train_batch.py --loops).
+# XLA:CPU trains 2x512 policies 2.3x slower than unbatched, while batches of 2 train them 1.16x
+# faster than unbatched (bench/train_batch.py --loops).
 TRAIN_CACHE_PARAMS = 262_144
 MIN_TRAIN_BATCH = 2
 
@@ -257,8 +257,8 @@ def default_train_batch(config: DistillConfig, platform: str) -> int | None:
 def map_candidates(fn, population, train_batch: int | None):
     """``fn`` over the population's candidates: all at once (vmap) where ``train_batch`` is None or covers
     them, else ``train_batch`` at a time (``lax.map``). Batches of one run unbatched: XLA:CPU runs the
-    inner training vmapped over a batch of one about 3x slower than the same loop without vmap
-    (bench/train_batch.py), and the weights of policies that wide fill a core's cache alone anyway."""
+    inner training vmapped over a batch of one 2.3x slower than the same loop without vmap
+    (bench/train_batch.py --loops)."""
     import jax
 
     size = jax.tree.leaves(population)[0].shape[0]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 
 import hades
+from hades.localprocs import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -61,12 +61,6 @@ def _history(out: Path) -> list[dict]:
         return [{key: float(value) for key, value in row.items() if key != "seconds"} for row in csv.DictReader(handle)]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_devices(tmp_path_factory) -> Path:
     """The reference: one process, the population sharded over its 2 CPU devices."""
@@ -91,7 +85,7 @@ def test_two_devices_give_the_fitness_of_one(two_devices, tmp_path):
 
 def test_two_processes_match_two_devices_and_only_process_0_writes(two_devices, tmp_path):
     out = tmp_path / "hosts"
-    coordinator = f"127.0.0.1:{_free_port()}"
+    coordinator = f"127.0.0.1:{free_port()}"
     hosts = ["--coordinator", coordinator, "--num-processes", "2"]
     lead = _start(out, 1, *hosts, "--process-id", "0")
     # The second process takes its settings from the environment instead of options.
@@ -116,7 +110,7 @@ def test_a_multi_host_run_resumes_from_process_0s_checkpoint(two_devices, tmp_pa
     out = tmp_path / "hosts"
     shutil.copytree(two_devices, out)
     (out / "fitness.csv").unlink()
-    coordinator = f"127.0.0.1:{_free_port()}"
+    coordinator = f"127.0.0.1:{free_port()}"
     hosts = ["--coordinator", coordinator, "--num-processes", "2"]
     extended = ["--generations", "3"]  # one more generation than the finished reference run
     lead = _start(out, 1, *hosts, "--process-id", "0", *extended, "--resume")

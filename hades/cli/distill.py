@@ -235,7 +235,6 @@ def _describe_validation(validation) -> str:
             f"{validation.protocol.num_envs} envs x {validation.protocol.num_steps} steps; keeps the best ES mean\n")
 
 
-# What a refused start needs to hear from the command line (the library does not know its flags).
 def _start_local(processes: int, devices, coordinator, num_processes, process_id):
     """Become process 0 of a run of ``processes`` local processes (see :mod:`hades.localprocs`)."""
     import sys
@@ -251,6 +250,7 @@ def _start_local(processes: int, devices, coordinator, num_processes, process_id
     return run.coordinator, processes, 0, per_process
 
 
+# What a refused start needs to hear from the command line (the library does not know its flags).
 _MULTI_HOST_HINT = "every process passes --coordinator HOST:PORT, --num-processes N and its own --process-id"
 _FLAG_HINTS = {OutputInUseError: "pass --resume to continue it or pick another --out",
                MissingCheckpointError: "run without --resume to start",
