@@ -33,8 +33,9 @@ REPLAY_MP4 = "replay.mp4"
 
 # fitness.csv: one row per generation, the population's fitness (returns) and the run's cost so far.
 FITNESS_COLUMNS = ("generation", "mean", "max", "min", "sigma", "episodes", "env_steps", "seconds")
-# scores.csv: one row per validation, the returns of fresh inits trained on the ES mean.
-VALIDATION_COLUMNS = ("generation", "mean", "std", "min", "max")
+# scores.csv: one row per validation, the returns of fresh inits trained on the ES mean, and the
+# seconds it took (empty in the rows of runs validated before it was recorded).
+VALIDATION_COLUMNS = ("generation", "mean", "std", "min", "max", "seconds")
 # The fitness.csv `hades convert` writes for a result pickle of the original code (its curves
 # hold the mean and the maximum only).
 CONVERTED_FITNESS_COLUMNS = ("generation", "mean_fitness", "max_fitness")

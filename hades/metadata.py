@@ -13,7 +13,7 @@ from hades.envs import NORMALIZATIONS, EnvSpec, get_env_spec
 from hades.errors import FormatError, HadesError
 
 # Free-form sections of a card that must at least be JSON objects when present.
-OBJECT_FIELDS = ("evaluation", "method", "provenance", "original", "paper_comparison", "recipe")
+OBJECT_FIELDS = ("evaluation", "method", "provenance", "original", "paper_comparison", "recipe", "cost")
 TEXT_FIELDS = ("license", "name", "description", "catalogue_name", "citation", "license_notice")
 
 

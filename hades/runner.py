@@ -318,7 +318,9 @@ class Distiller:
         return self._program(obs_mean, obs_var, arrays, key)
 
     def _validate(self, validate, generation: int, arrays: dict) -> None:
-        self.log.add(generation, validate(*self._pairs(arrays)), arrays)
+        start_time = time.perf_counter()
+        returns = validate(*self._pairs(arrays))
+        self.log.add(generation, returns, arrays, seconds=time.perf_counter() - start_time)
 
     def _save_checkpoint(self, state, obs_mean, obs_var) -> None:
         """Write the (host copy of the) state; only process 0 writes."""

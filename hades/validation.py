@@ -95,10 +95,12 @@ class ValidationLog:
     history: list[dict] = field(default_factory=list)
     best: dict | None = None
 
-    def add(self, generation: int, returns: np.ndarray, arrays: dict) -> dict:
-        """Record the ``returns`` the ES mean (``arrays``) of ``generation`` scored; the row written."""
+    def add(self, generation: int, returns: np.ndarray, arrays: dict, seconds: float | None = None) -> dict:
+        """Record the ``returns`` the ES mean (``arrays``) of ``generation`` scored in ``seconds``; the row written."""
         row = {"generation": generation, "mean": round(float(returns.mean()), 3), "std": round(float(returns.std()), 3),
                "min": round(float(returns.min()), 3), "max": round(float(returns.max()), 3)}
+        if seconds is not None:
+            row["seconds"] = round(float(seconds), 3)
         self.history.append(row)
         if self.best is None or row["mean"] > self.best["mean"]:
             self.best = {"generation": generation, "mean": row["mean"], "std": row["std"], "arrays": arrays}

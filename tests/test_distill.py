@@ -307,6 +307,41 @@ def test_validation_keeps_the_best_scoring_mean_without_changing_the_search(lear
     assert f"this is the ES mean at generation {best['generation']} of {LEARN_GENERATIONS}, the best of 4 validations" in card
 
 
+def test_a_published_runs_card_gives_its_search_and_validation_cost(learning_run, validated_run, tmp_path, hades_env):
+    from hades.cost import run_cost
+    from hades.outputs import write_outputs
+    from hades.publish import publish
+
+    config, _, _ = learning_run
+    distiller, dataset = validated_run
+    out = write_outputs(tmp_path / "run", dataset, distiller.history, distiller.validation_history, pictures=False)
+    cost = run_cost(out, dataset.info["method"])
+    assert cost["generations"] == LEARN_GENERATIONS
+    assert cost["search_env_steps"] == LEARN_GENERATIONS * config.env_steps_per_generation
+    assert cost["search_seconds"] == pytest.approx(sum(row["seconds"] for row in distiller.history), abs=0.1)
+    # 4 validations x 2 seeds x 1 env x 100 steps (the _validation protocol)
+    assert cost["validations"] == 4 and cost["validation_env_steps"] == 4 * 2 * 1 * 100
+    timed = sum(row["seconds"] for row in distiller.validation_history)
+    assert timed > 0 and cost["validation_seconds"] == pytest.approx(timed, abs=0.1)
+    assert cost["wall_seconds"] == pytest.approx(cost["search_seconds"] + cost["validation_seconds"], abs=0.1)
+    result = publish(out, "hopper-costed", "1.0", seeds=1, protocol=EvalProtocol(1, 50), transfer=(),
+                     catalogue=tmp_path / "catalogue", pictures=False, parquet=False)
+    assert result.dataset.info["cost"] == cost
+    card = (result.folder / "README.md").read_text()
+    assert "### Cost" in card and f"| {cost['search_env_steps']:,} |" in card and "| 800 |" in card
+    # A run validated before validations were timed: its steps still count, its seconds are unknown.
+    scores = out / VALIDATION_CSV
+    rows = list(csv.DictReader(scores.open(newline="")))
+    with scores.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["generation", "mean", "std", "min", "max"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    older = run_cost(out, dataset.info["method"])
+    assert older["validation_env_steps"] == 800 and "validation_seconds" not in older and "wall_seconds" not in older
+    (out / FITNESS_CSV).write_text("generation,mean_fitness,max_fitness\n1,2.0,3.0\n")  # a converted run's curves
+    assert run_cost(out, dataset.info["method"]) is None
+
+
 def test_validation_resumes_with_the_run_and_can_be_turned_on_later(learning_run, validated_run, tmp_path):
     config, _, _ = learning_run
     full, full_dataset = validated_run
@@ -315,7 +350,7 @@ def test_validation_resumes_with_the_run_and_can_be_turned_on_later(learning_run
               validation=_validation()).run()
     resumed = Distiller(config, out, LEARN_CHUNK, num_devices=1, validation=_validation())
     dataset = resumed.run(resume=True)
-    assert resumed.validation_history == full.validation_history
+    assert _without_timing(resumed.validation_history) == _without_timing(full.validation_history)
     assert np.array_equal(dataset.states, full_dataset.states) and np.array_equal(dataset.actions, full_dataset.actions)
 
     # A run made without validation takes it up when resumed: scores from then on, ending with the last generation.

@@ -201,7 +201,7 @@ def test_a_restarted_run_doubles_its_population_and_resumes_bit_for_bit(tmp_path
     resumed = Distiller(config, out, 2, num_devices=1, validation=_validation())
     dataset = resumed.run(resume=True)
     assert _without_timing(resumed.history) == _without_timing(full.history)
-    assert resumed.validation_history == full.validation_history
+    assert _without_timing(resumed.validation_history) == _without_timing(full.validation_history)
     assert np.array_equal(dataset.states, full_dataset.states)
     assert np.array_equal(resumed.last_dataset.states, full.last_dataset.states)
     with pytest.raises(SettingsMismatchError, match="restarts follow the validation"):
