@@ -69,8 +69,8 @@ class DistillConfig:
     restarts: int = 0  # IPOP restarts: at most this many (0: none); they watch the validated ES mean
     restart_patience: int = 3  # restart after this many validations without a new best
     restart_factor: int = 2  # each restart multiplies the population by this
-    # More inner policies: the fitness is the mean over every architecture; the card's recipe and
-    # validation keep the first (recipe.arch).
+    # More inner policies: the fitness and the validation are the mean over every architecture; the
+    # card's recipe keeps the first (recipe.arch).
     extra_archs: tuple[PolicySpec, ...] = ()
 
     def __post_init__(self):

@@ -376,6 +376,8 @@ class Distiller:
             from hades.policy import format_arch
 
             method["architectures"] = [format_arch(arch) for arch in config.architectures]
+            if selected is not None:  # the validation trained every architecture
+                method["selected"] = {**selected, "architectures": len(config.architectures)}
         if self.start is not None:
             parent = self.start.info.get("method") or {}
             method["init_from"] = {"source": self.start_source, "sha256": self.start.sha256,

@@ -60,23 +60,29 @@ class Validation:
 def make_validate(config, validation: Validation, obs_mean, obs_var) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``validate(states, actions) -> returns`` of fresh inits trained on a dataset: compiled once, on this process.
 
-    The inits train with the run's recipe, that is with its first architecture (``config.recipe.arch``).
-    The statistics and the seeds' keys are arguments of the compiled program, not constants in it,
-    so runs of the same shapes share one program (and the persistent compilation cache finds it).
+    The inits train with the run's recipe and each of its architectures (``config.architectures``:
+    a run that distils for several scores the mean on all of them, as its fitness does), so the
+    returns are ``seeds`` per architecture, in that order. The statistics and the seeds' keys are
+    arguments of the compiled program, not constants in it, so runs of the same shapes share one
+    program (and the persistent compilation cache finds it).
     """
     if hasattr(config, "make_task_validate"):  # a task of its own (hades.imagetask, hades.neuroevolution)
         return config.make_task_validate(validation, obs_mean, obs_var)
+    from dataclasses import replace
+
     import jax
+    import jax.numpy as jnp
 
     from hades.trainfrom import make_train_and_evaluate_arrays, seed_keys
 
     spec = get_env_spec(config.env)
-    run = make_train_and_evaluate_arrays(spec, config.recipe, validation.protocol, config.normalization,
-                                         config.backend)
+    runs = [make_train_and_evaluate_arrays(spec, replace(config.recipe, arch=arch), validation.protocol,
+                                           config.normalization, config.backend) for arch in config.architectures]
     device = jax.local_devices()[0]
     keys = jax.device_put(seed_keys(range(validation.first_seed, validation.first_seed + validation.seeds)), device)
     stats = jax.device_put((np.asarray(obs_mean, np.float32), np.asarray(obs_var, np.float32)), device)
-    compiled = jax.jit(lambda states, targets, mean, var, keys: run(states, targets, mean, var, keys)[1]["mean_return"])
+    compiled = jax.jit(lambda states, targets, mean, var, keys: jnp.concatenate(
+        [run(states, targets, mean, var, keys)[1]["mean_return"] for run in runs]))
 
     def validate(states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         return np.asarray(compiled(*jax.device_put((states, actions), device), *stats, keys))

@@ -26,7 +26,7 @@ from hades.policy import PolicySpec
 from hades.runner import Distiller
 from hades.searchspace import search_dims
 from hades.strategies import default_population_size
-from hades.validation import Validation, ValidationLog
+from hades.validation import Validation, ValidationLog, make_validate
 
 TINY = dict(population_size=8, num_inits=1, recipe=tiny_recipe(steps=5), protocol=EvalProtocol(1, 50))
 
@@ -227,6 +227,14 @@ def test_several_architectures_average_their_fitness_and_the_card_records_them(t
     np.testing.assert_array_equal(episodes, sum(single[1] for single in singles))
     assert not np.allclose(mean, singles[0][0])  # every architecture counts
 
+    # Validation trains the fresh inits with every architecture too: seeds per architecture, in order.
+    settings = Validation(5, seeds=2, protocol=EvalProtocol(1, 50))
+    states, actions = population["states"][0], population["actions"][0]
+    returns = make_validate(multi, settings, *stats)(states, actions)
+    extra_only = preset("cpu", "hopper", 4, **{**TINY, "recipe": dataclasses.replace(TINY["recipe"], arch=extra[0])})
+    assert returns.shape == (4,)
+    np.testing.assert_allclose(returns[2:], make_validate(extra_only, settings, *stats)(states, actions), rtol=1e-5)
+
     # The card: the first architecture is its recipe, the method records them all.
     distiller = Distiller(multi, tmp_path / "run")
     distiller.history = [{"generation": 1, "mean": 1.0, "max": 1.0, "env_steps": multi.env_steps_per_generation}]
@@ -237,3 +245,8 @@ def test_several_architectures_average_their_fitness_and_the_card_records_them(t
     assert method["architectures"] == ["16,16:tanh:orthogonal", "8:relu:orthogonal"]
     assert DistillConfig.from_dict(method["config"]).extra_archs == extra
     assert method["env_steps"] == multi.env_steps_per_generation
+    selected = {"generation": 1, "validation_mean": 1.0, "validation_std": 0.0, "validations": 1,
+                "seeds": "1000000-1000001", "protocol": EvalProtocol(1, 50).to_dict()}
+    kept = distiller._dataset(arrays, *stats, selected=selected)
+    assert kept.info["method"]["selected"] == {**selected, "architectures": 2}
+    assert "fresh inits with seeds 1000000-1000001 for each of the 2 architectures" in kept.card(kept.sha256)
