@@ -100,6 +100,10 @@ class Plan:
     keep_best: bool
 
 
+class _MarkReached(Exception):
+    """A run's chunk reached the env-step mark before the generations planned for it."""
+
+
 def parse_steps(text: str) -> int:
     return int(float(text))
 
@@ -209,18 +213,25 @@ class Run:
                                   validation=self.plan.validation)
             start = time.perf_counter()
 
-            def count_wall(_progress=None):
+            def count_wall(progress=None):
                 """Add the wall time since the last count (at each checkpointed chunk, so an interruption loses
-                only the chunk it cut short, which is counted again when it is redone)."""
+                only the chunk it cut short, which is counted again when it is redone); stop at the chunk
+                that reaches the mark (a restart grows the population, so the planned generations would
+                overshoot it)."""
                 nonlocal start
                 if target > generations:
                     now = time.perf_counter()
                     self.results["wall_seconds"] += now - start
                     start = now
                     self._save()
+                if (progress is not None and generations < progress.generation < target
+                        and distiller.history[-1]["env_steps"] >= mark):
+                    raise _MarkReached  # the chunk is in the checkpoint: the next round finishes there
 
             try:
                 dataset = distiller.run(resume=generations > 0, on_progress=count_wall)
+            except _MarkReached:
+                continue
             except SettingsMismatchError as exc:
                 raise SystemExit(f"error: {exc}: recipe {self.plan.name!r} changed since {self.root} was made; "
                                  "delete that folder or give the recipe another name") from None

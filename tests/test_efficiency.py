@@ -73,3 +73,24 @@ def test_efficiency_scores_every_mark_reports_and_resumes(tmp_path, capsys):
     extended = _rows(out)
     assert extended[:2] == rows and [int(row["generations"]) for row in extended] == [1, 2, 3]
     assert "tiny seed 0: 1,200 env steps (gen 3)" in capsys.readouterr().out
+
+
+def test_a_run_that_restarts_stops_at_the_mark_instead_of_overshooting_it(tmp_path, monkeypatch):
+    from hades.runner import Distiller
+
+    # Every validation asks for a restart while one is left: the population doubles after generation 1.
+    monkeypatch.setattr(Distiller, "_stale", lambda self: len(self.restarts) < self.config.restarts)
+    efficiency = _bench()
+    restarting = {"tiny-restart": {"preset": "fast", "population_size": 8, "num_inits": 1, "inner_steps": 5,
+                                   "arch": "16,16:tanh", "eval_envs": 1, "eval_steps": 50, "restarts": 1,
+                                   "validate_every": 1, "validate_seeds": 1, "keep_best": True}}
+    recipes, out = tmp_path / "recipes.json", tmp_path / "out"
+    recipes.write_text(json.dumps(restarting))
+    assert efficiency.main(["--env", "hopper", "--pairs", "4", "--recipes-file", str(recipes), "--recipes",
+                            "tiny-restart", "--seeds", "0", "--score-seeds", "1", "--score-envs", "1",
+                            "--score-steps", "50", "--checkpoint-every", "1", "--budget", "2000",
+                            "--marks", "2000", "--out", str(out)]) == 0
+    # Planned at 400 env steps a generation, the mark is 5 generations away; after the restart a
+    # generation costs 800, so the mark falls at generation 3 (400 + 800 + 800), where the run stops.
+    [row] = _rows(out)
+    assert (int(row["generations"]), int(row["search_env_steps"]), int(row["restarts"])) == (3, 2000, 1)
