@@ -79,6 +79,10 @@ RECIPES = {
     "cpu": {"preset": "cpu"},
     "fast": {"preset": "fast", "validate_every": 10, "keep_best": True},
     "fast-norestart": {"preset": "fast", "restarts": 0},
+    # The MinAtar fast preset before the Breakout comparison: SNES, population 64, restarts, validated.
+    "snes-minatar": {"preset": "fast", "strategy": "snes", "population_size": 64, "sigma": 0.5, "es_lr": 0.05,
+                     "fitness_shaping": "rank_weights", "num_inits": 1, "restarts": 2, "eval_envs": 2,
+                     "eval_steps": 1000, "validate_every": 10, "keep_best": True},
     # The zoo's breakout-16 run: OpenES (sigma 0.1, lr 0.02), population 256, 4 envs x 1000 steps.
     "openes-minatar": {"preset": "cpu", "strategy": "open_es", "sigma": 0.1, "es_lr": 0.02,
                        "fitness_shaping": "centered_rank", "population_size": 256, "num_inits": 1, "eval_envs": 4,

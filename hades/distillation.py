@@ -159,17 +159,17 @@ PRESETS = ("paper", "cpu", "fast")
 def preset(name: str, env: str, pairs: int, **overrides: Any) -> DistillConfig:
     """Named starting points. ``paper``: the published settings. ``cpu``: small enough for a laptop.
 
-    ``fast``: the settings expected to reach a good dataset in the fewest env steps on a few CPU
-    cores. Provisional: ``bench/efficiency.py`` measures it against the alternatives, and no
-    figure is claimed for it until then. Brax: full CMA-ES (Sep-CMA-ES beyond
+    ``fast``: the settings that reached a good dataset in the fewest env steps on a few CPU cores
+    in ``bench/efficiency.py``'s comparisons (the README has the curves). Brax: full CMA-ES (Sep-CMA-ES beyond
     :data:`~hades.strategies.FULL_COVARIANCE_MAX_DIMS` numbers) with its own rank weights, initial
     step 0.1 and least step 0.01, population 4 + 3 ln n (n: the numbers searched), IPOP restarts
     (up to 4, each doubling the population, after 3 validations without a new best), 2 inits and
     one 1000-step episode per candidate, inner policy 2x256 tanh with the paper's optimiser and
-    steps, constant normalisation. MinAtar: SNES with its own rank weights, sigma 0.5, population
-    64, up to 2 restarts, 1 init and 2 envs x 1000 steps per candidate, inner policy 2x64 relu,
-    constant normalisation. Restarts watch the validated ES mean: ``hades distill`` validates every
-    10 generations when a run has them.
+    steps, constant normalisation. MinAtar: OpenES with centred ranks, sigma 0.1, Adam lr 0.02,
+    population 256, no restarts, 1 init and 4 envs x 1000 steps per candidate, inner policy 2x64
+    relu, constant normalisation (SNES, sigma 0.5, population 64, led at 10M env steps on Breakout
+    and then stalled). Restarts watch the validated ES mean: ``hades distill`` validates every 10
+    generations when a run has them.
 
     Picking a ``strategy`` that the preset's fitness shaping does not suit, without saying
     ``fitness_shaping``, takes :func:`~hades.strategies.strategy_defaults` for the shaping (and
@@ -196,9 +196,10 @@ def preset(name: str, env: str, pairs: int, **overrides: Any) -> DistillConfig:
         common = dict(fitness_shaping="rank_weights", num_generations=2000, normalization="constant",
                       restart_patience=3, restart_factor=2, preset="fast")
         if spec.discrete:
-            base = dict(common, strategy="snes", population_size=64, sigma=0.5, num_inits=1, restarts=2,
+            base = dict(common, strategy="open_es", fitness_shaping="centered_rank", population_size=256,
+                        sigma=0.1, es_lr=0.02, num_inits=1, restarts=0,
                         recipe=replace(recipe, arch=PolicySpec((64, 64), "relu")),
-                        protocol=EvalProtocol(num_envs=2, num_steps=1000))
+                        protocol=EvalProtocol(num_envs=4, num_steps=1000))
         else:
             dims = search_dims(spec.name, pairs) if pairs >= 1 else 1
             base = dict(common, strategy="cma_es" if dims <= FULL_COVARIANCE_MAX_DIMS else "sep_cma_es",

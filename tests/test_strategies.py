@@ -94,7 +94,9 @@ def test_population_auto_follows_the_cma_es_rule():
     fast = preset("fast", "hopper", 4)
     assert (fast.strategy, fast.population_size, fast.restarts) == ("cma_es", 16, 4)
     assert preset("fast", "halfcheetah", 64).strategy == "sep_cma_es"  # 1472 numbers: no full covariance
-    assert preset("fast", "Breakout-MinAtar", 16).strategy == "snes"
+    minatar = preset("fast", "Breakout-MinAtar", 16)
+    assert (minatar.strategy, minatar.population_size, minatar.restarts, minatar.protocol.num_envs) == (
+        "open_es", 256, 0, 4)
     result = run_cli("distill", "hopper", "--pairs", "4", "--preset", "cpu", "--strategy", "cma_es", "--population",
                      "auto", "--arch", "64,64:relu;32:tanh", "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
