@@ -13,12 +13,15 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from hades.files import FITNESS_CSV, LEGACY_VALIDATION_CSV, VALIDATION_CSV
+from hades.errors import FormatError
 
 
 def _rows(path: Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise FormatError(f"{path} could not be read as CSV: {exc}") from None
 
 
 def _seed_count(seeds) -> int | None:
@@ -30,17 +33,14 @@ def _seed_count(seeds) -> int | None:
     return last - first + 1 if last >= first else None
 
 
-def run_cost(folder: str | Path, method: dict | None = None) -> dict | None:
-    """The cost of the run whose outputs are in ``folder`` (None: the folder has no runner's fitness.csv).
+def run_cost(fitness_csv: str | Path, scores_csv: str | Path | None = None, method: dict | None = None) -> dict | None:
+    """The cost of the run whose ``fitness.csv`` and ``scores.csv`` (None or missing: no validation)
+    are given; None when the fitness file is not a runner's (no env steps and seconds per generation).
 
     ``method``: the dataset's ``method`` section, whose ``selected`` names the validation seeds and
     protocol (without it the validation env steps are not counted).
     """
-    folder = Path(folder)
-    fitness = folder / FITNESS_CSV
-    if not fitness.is_file():
-        return None
-    rows = _rows(fitness)
+    rows = _rows(Path(fitness_csv))
     if not rows or "env_steps" not in rows[0] or "seconds" not in rows[0]:
         return None  # a converted run's curves: no cost recorded
     try:
@@ -49,10 +49,7 @@ def run_cost(folder: str | Path, method: dict | None = None) -> dict | None:
     except (TypeError, ValueError):
         return None
     cost = {"generations": len(rows), "search_env_steps": search_steps, "search_seconds": round(search_seconds, 1)}
-    scores = folder / VALIDATION_CSV
-    if not scores.is_file():
-        scores = folder / LEGACY_VALIDATION_CSV
-    validations = _rows(scores) if scores.is_file() else []
+    validations = _rows(Path(scores_csv)) if scores_csv is not None and Path(scores_csv).is_file() else []
     cost["validations"] = len(validations)
     selected = (method or {}).get("selected") or {}
     protocol = selected.get("protocol") or {}

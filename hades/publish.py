@@ -102,9 +102,12 @@ def publish(source: str | Path, name: str, version: str, *, namespace: str | Non
         done += 1
     evaluation = measure(dataset, seeds, protocol, archs, notify, done, total, allow_unmeasured=allow_unmeasured)
     info = {**dataset.derived_info(), "name": full, "catalogue_name": full, "evaluation": evaluation}
-    cost = _source_cost(source, dataset)
-    if cost is not None:
-        info["cost"] = cost
+    if FITNESS_CSV in extras:  # a run folder: what it cost, from its own records
+        from hades.cost import run_cost
+
+        cost = run_cost(extras[FITNESS_CSV], extras.get(VALIDATION_CSV), dataset.info.get("method"))
+        if cost is not None:
+            info["cost"] = cost
     if description:
         info["description"] = description
     comparison = paper_comparison(dataset, evaluation)
@@ -154,14 +157,6 @@ def load_source(source: str | Path) -> tuple[Dataset, dict[str, Path]]:
         if VALIDATION_CSV not in extras and (path / LEGACY_VALIDATION_CSV).is_file():
             extras[VALIDATION_CSV] = path / LEGACY_VALIDATION_CSV  # an older run's scores, under today's name
     return dataset, extras
-
-
-def _source_cost(source: str | Path, dataset: Dataset) -> dict | None:
-    """What the run in ``source`` (a folder with its fitness.csv) cost: :func:`hades.cost.run_cost`."""
-    from hades.cost import run_cost
-
-    path = Path(str(source)).expanduser()
-    return run_cost(path, dataset.info.get("method")) if path.is_dir() else None
 
 
 def _with_recipe_arch(dataset: Dataset, arch) -> Dataset:

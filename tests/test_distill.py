@@ -315,7 +315,7 @@ def test_a_published_runs_card_gives_its_search_and_validation_cost(learning_run
     config, _, _ = learning_run
     distiller, dataset = validated_run
     out = write_outputs(tmp_path / "run", dataset, distiller.history, distiller.validation_history, pictures=False)
-    cost = run_cost(out, dataset.info["method"])
+    cost = run_cost(out / FITNESS_CSV, out / VALIDATION_CSV, dataset.info["method"])
     assert cost["generations"] == LEARN_GENERATIONS
     assert cost["search_env_steps"] == LEARN_GENERATIONS * config.env_steps_per_generation
     assert cost["search_seconds"] == pytest.approx(sum(row["seconds"] for row in distiller.history), abs=0.1)
@@ -336,10 +336,10 @@ def test_a_published_runs_card_gives_its_search_and_validation_cost(learning_run
         writer = csv.DictWriter(handle, fieldnames=["generation", "mean", "std", "min", "max"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    older = run_cost(out, dataset.info["method"])
+    older = run_cost(out / FITNESS_CSV, out / VALIDATION_CSV, dataset.info["method"])
     assert older["validation_env_steps"] == 800 and "validation_seconds" not in older and "wall_seconds" not in older
     (out / FITNESS_CSV).write_text("generation,mean_fitness,max_fitness\n1,2.0,3.0\n")  # a converted run's curves
-    assert run_cost(out, dataset.info["method"]) is None
+    assert run_cost(out / FITNESS_CSV, out / VALIDATION_CSV, dataset.info["method"]) is None
 
 
 def test_validation_resumes_with_the_run_and_can_be_turned_on_later(learning_run, validated_run, tmp_path):
