@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 
 # One persistent XLA compilation cache for the whole run, shared with the CLI subprocesses the tests
-# start: many tests compile the same tiny programs, and compiling dominates the suite's time.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+# start: many tests compile the same tiny programs, and compiling dominates the suite's time. Each
+# pytest-xdist worker gets a folder of its own under it: JAX writes cache entries without a lock, and
+# two workers compiling one program at once could read each other's half-written entry.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ or "HADES_TEST_XLA_CACHE" in os.environ:
     import tempfile
 
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="hades-test-xla-cache-")
+    root = os.environ.setdefault("HADES_TEST_XLA_CACHE", tempfile.mkdtemp(prefix="hades-test-xla-cache-"))
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(root, os.environ.get("PYTEST_XDIST_WORKER", "main"))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
