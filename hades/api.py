@@ -186,7 +186,7 @@ def distill(config: DistillConfig, out: str | Path, *, resume: bool = False, che
             num_devices: int | None = None, final_seeds: int = 8, final_protocol: EvalProtocol | None = None,
             start: Dataset | None = None, start_source: str | None = None, validation: Validation | None = None,
             on_progress: Callable[[Progress], None] | None = None,
-            on_stage: Callable[[str], None] | None = None) -> DistillResult:
+            on_stage: Callable[[str], None] | None = None, max_env_steps: int | None = None) -> DistillResult:
     """Distil a dataset with ``config`` into ``out``, checkpointing every ``checkpoint_every`` generations.
 
     ``resume``: continue the checkpoint in ``out`` (a fresh run refuses a folder that holds files).
@@ -194,6 +194,8 @@ def distill(config: DistillConfig, out: str | Path, *, resume: bool = False, che
     multi-host run). ``final_seeds`` fresh inits score the result under ``final_protocol`` (the
     standard one by default; 0 skips it). ``start``/``start_source``: the warm-start dataset and
     the name it was opened by. ``validation``: keep the best-validated ES mean instead of the last.
+    ``max_env_steps``: stop once the search has spent this many env steps (before the last
+    generation if need be; a resumed run may raise it).
     ``on_progress`` hears of every chunk, ``on_stage`` of each stage after the search
     (:data:`STAGE_EVALUATE`, :data:`STAGE_WRITE`).
 
@@ -210,7 +212,7 @@ def distill(config: DistillConfig, out: str | Path, *, resume: bool = False, che
 
     stage = on_stage or (lambda name: None)
     distiller = Distiller(config, out, checkpoint_every, num_devices, start=start, start_source=start_source,
-                          validation=validation)
+                          validation=validation, max_env_steps=max_env_steps)
     lead = is_lead_process()
     try:
         dataset = distiller.run(resume=resume, on_progress=on_progress)

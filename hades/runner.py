@@ -25,13 +25,12 @@ from typing import Callable
 
 import numpy as np
 
-from hades.checkpoint import (Checkpoint, checkpoint_file, load_checkpoint, read_checkpoint_bytes, restore_checkpoint,
-                              save_checkpoint)
+from hades.checkpoint import Checkpoint, checkpoint_file, read_checkpoint_bytes, restore_checkpoint, save_checkpoint
 from hades.dataset import Dataset
 from hades.debris import left_by_dead
 from hades.distillation import DistillConfig, fixed_labels, make_generation, start_arrays
 from hades.envs import get_env_spec
-from hades.errors import CheckpointError, MissingCheckpointError, OutputInUseError, SettingsMismatchError, SpecError
+from hades.errors import OutputInUseError, SettingsMismatchError, SpecError
 from hades.multihost import (broadcast_arrays, check_same_everywhere, envs_on_local_device, from_lead, is_lead_process,
                              make_mesh, replicate, to_host)
 from hades.provenance import command_line
@@ -43,7 +42,7 @@ class Progress:
     """What ``on_progress`` hears when a run starts and after every chunk of generations."""
 
     generation: int
-    total: int
+    total: int  # where the run stops: its last generation, or sooner where an env-step budget runs out
     mean: float
     best: float
     validation: float | None = None  # the best validation score so far (runs with validation)
@@ -58,17 +57,25 @@ class Distiller:
 
     def __init__(self, config: DistillConfig, out: str | Path, checkpoint_every: int = 10,
                  num_devices: int | None = None, start: Dataset | None = None, start_source: str | None = None,
-                 train_batch="auto", validation: Validation | None = None):
+                 train_batch="auto", validation: Validation | None = None, max_env_steps: int | None = None):
         """``start``: the dataset a warm start begins from (``config.init_from`` must be its sha256).
 
         ``validation``: score the ES mean with fresh inits as the run goes and return the best mean
         (None: return the last one). It does not change the search, so a run can turn it on when resumed.
+
+        ``max_env_steps``: stop at the first generation whose search env steps reach this budget, however
+        large restarts made the population (None: run every generation). Like the generations it is not a
+        setting of the search: a resumed run may raise it or drop it and goes on as if never stopped.
 
         ``train_batch``: candidates whose inner policies train at once per device ("auto": by platform
         and policy size, see :func:`hades.distillation.default_train_batch`; None: all of them).
         """
         if (start is None) != (config.init_from is None) or (start is not None and start.sha256 != config.init_from):
             raise SpecError("the starting dataset does not match config.init_from (its sha256)")
+        if max_env_steps is not None and (isinstance(max_env_steps, bool) or int(max_env_steps) != max_env_steps
+                                          or max_env_steps < 1):
+            raise SpecError(f"the env-step budget must be a whole number of at least 1, got {max_env_steps!r}")
+        self.max_env_steps = None if max_env_steps is None else int(max_env_steps)
         self.config = config
         self.start = start
         self.start_source = start_source
@@ -96,6 +103,22 @@ class Distiller:
     def population_size(self) -> int:
         """The population of the strategy now (it grows with every restart)."""
         return self.config.population_size * self.config.restart_factor ** len(self.restarts)
+
+    @property
+    def env_steps(self) -> int:
+        """Search env steps spent so far."""
+        return self.history[-1]["env_steps"] if self.history else 0
+
+    def _generation_env_steps(self) -> int:
+        config = self.config
+        return config.env_steps_per_generation * self.population_size // config.population_size
+
+    def _last_generation(self, generation: int) -> int:
+        """Where the run stops: its last generation, or sooner where the env-step budget runs out."""
+        if self.max_env_steps is None:
+            return self.config.num_generations
+        left = max(0, -(-(self.max_env_steps - self.env_steps) // self._generation_env_steps()))
+        return min(self.config.num_generations, generation + left)
 
     @property
     def best(self) -> dict | None:
@@ -141,49 +164,10 @@ class Distiller:
         return checkpoint
 
     def plan(self) -> dict:
-        """What :meth:`run` would do, without doing it: the cost of the run and the state of ``out``.
+        """What :meth:`run` would do, without doing it (:func:`hades.runplan.plan_run`)."""
+        from hades.runplan import plan_run
 
-        ``action`` is ``start`` (an empty or missing folder), ``resume`` (a checkpoint made with
-        these settings, which ``run(resume=True)`` continues), ``refuse`` (a folder that cannot be
-        used, with ``reason``) or ``finish`` (the checkpoint already holds every generation:
-        resuming only writes the outputs).
-        """
-        from hades.distillation import policy_param_count
-
-        config = self.config
-        fingerprint = config.fingerprint()
-        plan = {
-            "fingerprint": fingerprint,
-            "config": config.to_dict(),
-            "policy_parameters": policy_param_count(config),
-            "env_steps_per_generation": config.env_steps_per_generation,
-            "env_steps_total": config.env_steps_per_generation * config.num_generations,
-            "out": str(self.out),
-            "checkpoint": None,
-            "validation": None if self.validation is None else self.validation.to_dict(),
-        }
-        try:
-            checkpoint = load_checkpoint(self.out)
-            done = len(checkpoint.history())
-        except MissingCheckpointError:
-            if self._out_in_use():
-                plan.update(action="refuse", reason=f"{self.out} already exists and is not empty")
-            else:
-                plan["action"] = "start"
-            return plan
-        except CheckpointError as exc:
-            plan.update(action="refuse", reason=str(exc))
-            return plan
-        matches = checkpoint.fingerprint == fingerprint
-        plan["checkpoint"] = {"path": str(self.checkpoint_path), "generations": done,
-                              "env_steps": checkpoint.history()[-1]["env_steps"] if done else 0,
-                              "restarts": checkpoint.restarts(), "fingerprint": checkpoint.fingerprint,
-                              "matches": matches}
-        if not matches:
-            plan.update(action="refuse", reason="the checkpoint was made with other settings")
-        else:
-            plan["action"] = "finish" if done >= config.num_generations else "resume"
-        return plan
+        return plan_run(self)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, resume: bool = False, on_progress: Callable[[Progress], None] | None = None) -> Dataset:
@@ -217,13 +201,12 @@ class Distiller:
                 validate = make_validate(config, self.validation, obs_mean, obs_var)
         # Runs with restarts validate on the period only: a validation at a generation where a run
         # happened to stop would steer the search differently from the same run uninterrupted.
-        last = None if config.restarts else config.num_generations
         notify = on_progress or (lambda progress: None)
-        notify(Progress(generation, config.num_generations, *self._last()))
-        while generation < config.num_generations:
-            before, length = generation, self._next_stop(generation) - generation
-            steps_so_far = self.history[-1]["env_steps"] if self.history else 0
-            per_generation = config.env_steps_per_generation * self.population_size // config.population_size
+        notify(Progress(generation, self._last_generation(generation), *self._last()))
+        while generation < (stop := self._last_generation(generation)):
+            last = None if config.restarts else stop
+            before, length = generation, min(self._next_stop(generation), stop) - generation
+            steps_so_far, per_generation = self.env_steps, self._generation_env_steps()
             start_time = time.perf_counter()
             state, metrics = run_chunk(state, length)
             metrics = to_host(metrics)
@@ -244,7 +227,7 @@ class Distiller:
                                                                      dataset_arrays(host_state))
                     host_state = to_host(state)
             self._save_checkpoint(host_state, obs_mean, obs_var)
-            notify(Progress(generation, config.num_generations, *self._last()))
+            notify(Progress(generation, self._last_generation(generation), *self._last()))
         arrays = jax.tree.map(np.asarray, dataset_arrays(to_host(state)))
         if validate is not None and not config.restarts and not self.log.scored(generation):
             self._validate(validate, generation, arrays)  # a finished run resumed with validation turned on
@@ -360,6 +343,8 @@ class Distiller:
             method["selected"] = selected
         if self.restarts:
             method["restarts"] = list(self.restarts)
+        if self.max_env_steps is not None:
+            method["max_env_steps"] = self.max_env_steps
         return method
 
     def _dataset(self, arrays: dict, obs_mean, obs_var, selected: dict | None = None) -> Dataset:

@@ -209,6 +209,37 @@ def test_resume_ends_bit_for_bit_where_an_uninterrupted_run_ends(learning_run, t
     assert run_history(out).commands == tuple(resumed.commands)
 
 
+def test_an_env_step_budget_stops_the_run_and_a_resumed_run_goes_on_as_if_never_stopped(learning_run, tmp_path):
+    config, full, full_dataset = learning_run
+    per_generation = config.env_steps_per_generation
+    budget = 6 * per_generation + 1  # reached by the 7th generation, inside the second chunk of 4
+    out = tmp_path / "run"
+    stopped = Distiller(config, out, LEARN_CHUNK, num_devices=1, max_env_steps=budget)
+    assert stopped.plan()["env_steps_total"] == 7 * per_generation and stopped.plan()["action"] == "start"
+    progress = []
+    dataset = stopped.run(on_progress=progress.append)
+    assert len(stopped.history) == 7 and stopped.env_steps == 7 * per_generation
+    assert [p.total for p in progress] == [7, 7, 7] and [p.generation for p in progress] == [0, 4, 7]
+    assert dataset.info["method"]["max_env_steps"] == budget and dataset.info["method"]["generations"] == 7
+    assert _without_timing(stopped.history) == _without_timing(full.history[:7])
+    assert Distiller(config, out, LEARN_CHUNK, max_env_steps=budget).plan()["action"] == "finish"
+    assert Distiller(config, out, LEARN_CHUNK, max_env_steps=budget + per_generation).plan()["action"] == "resume"
+    again = Distiller(config, out, LEARN_CHUNK, num_devices=1, max_env_steps=budget)
+    again.run(resume=True)  # a spent budget runs no generation
+    assert len(again.history) == 7
+    resumed = Distiller(config, out, LEARN_CHUNK, num_devices=1)  # the budget dropped: on to the last generation
+    resumed_dataset = resumed.run(resume=True)
+    assert _without_timing(resumed.history) == _without_timing(full.history)
+    assert np.array_equal(resumed_dataset.states, full_dataset.states)
+    assert np.array_equal(resumed_dataset.actions, full_dataset.actions)
+
+
+@pytest.mark.parametrize("budget", [0, -5, 2.5, True])
+def test_a_bad_env_step_budget_is_refused(learning_run, tmp_path, budget):
+    with pytest.raises(SpecError, match="env-step budget"):
+        Distiller(learning_run[0], tmp_path / "run", max_env_steps=budget)
+
+
 def test_resume_refuses_other_settings_a_missing_checkpoint_and_a_used_folder(learning_run, tmp_path):
     config, full, _ = learning_run
     finished = full.out
@@ -634,6 +665,10 @@ def test_multi_host_settings_are_checked_before_joining():
     (["walker2d", "--pairs", "4", "--init-from", "hopper-4pairs"], "it is a hopper dataset"),
     (["hopper", "--pairs", "4", "--num-processes", "2", "--process-id", "0"], "--coordinator"),
     (["hopper", "--pairs", "4", "--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
+    (["hopper", "--pairs", "4", "--max-env-steps", "0"], "--max-env-steps must be a whole number"),
+    (["hopper", "--pairs", "4", "--max-env-steps", "lots"], "--max-env-steps must be a whole number"),
+    (["hopper", "--pairs", "4", "--max-env-steps", "2.5"], "--max-env-steps must be a whole number"),
+    (["fashion-mnist", "--pairs", "10", "--max-env-steps", "1000"], "--max-env-steps does not apply to image"),
 ])
 def test_cli_bad_settings_print_one_line_and_exit_1(tmp_path, args, message):
     out = tmp_path / "run"
@@ -642,6 +677,19 @@ def test_cli_bad_settings_print_one_line_and_exit_1(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
     assert not out.exists()
+
+
+def test_cli_plans_a_run_that_stops_at_its_env_step_budget(tmp_path):
+    args = ["distill", "hopper", "--pairs", "4", "--preset", "fast", "--max-env-steps", "5e6", "--out", tmp_path / "run",
+            "--dry-run"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.replace("\n", " ")
+    # population 16 x 2 inits x 1000 steps = 32,000 env steps per generation: 157 generations reach 5M
+    assert "5,024,000 for at most 2000 generations, stopping at --max-env-steps 5,000,000" in printed
+    plan = json.loads(run_cli(*args, "--json").stdout)
+    assert plan["max_env_steps"] == 5_000_000 and plan["env_steps_total"] == 157 * 32_000
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_resume_without_a_checkpoint_exits_1(tmp_path):

@@ -25,6 +25,9 @@ def distill_command(
     population: Optional[str] = typer.Option(
         None, "--population", help="ES population size (even), or auto: 4 + 3 ln n for n searched numbers, rounded up to even."),
     generations: Optional[int] = typer.Option(None, "--generations", help="Number of ES generations."),
+    max_env_steps: Optional[str] = typer.Option(
+        None, "--max-env-steps",
+        help="Stop once the search has spent this many env steps (e.g. 50e6), before --generations if need be."),
     inner_steps: Optional[int] = typer.Option(None, "--inner-steps", help="Supervised steps per policy."),
     arch: Optional[str] = typer.Option(
         None, "--arch", help="Inner policy, e.g. 512,512:tanh; several separated by ';' train every candidate (the first is the card's)."),
@@ -136,9 +139,10 @@ def distill_command(
         from hades.distillation import start_arrays
 
         start_arrays(config, start)  # a dataset that cannot seed this run fails here, before any work
+    budget = None if max_env_steps is None else _env_steps(max_env_steps)
     out = out or Path(f"{config.env}-D{config.pairs}-{config.method}-seed{config.seed}")
     if dry_run:
-        _print_plan(config, out, start, as_json, validation)
+        _print_plan(config, out, start, as_json, validation, budget)
         return
     # Settings are checked first, so a bad option fails fast instead of after joining the other hosts.
     try:
@@ -146,7 +150,7 @@ def distill_command(
     except MultiHostError as exc:
         raise MultiHostError(f"{exc}; {_MULTI_HOST_HINT}") from None
     _run(config, out, resume, checkpoint_every, devices, final_seeds, final_protocol, start, init_from, validation,
-         as_json=as_json)
+         as_json=as_json, max_env_steps=budget)
 
 
 def _config(preset, env, pairs, seed, learned_labels, arch, inner_steps, eval_envs, eval_steps, population,
@@ -193,7 +197,18 @@ def _population(text: str) -> int | None:
         raise SpecError(f"--population must be a number or auto, got {text!r}") from None
 
 
-def _print_plan(config, out: Path, start, as_json: bool, validation=None) -> None:
+def _env_steps(text: str) -> int:
+    """``--max-env-steps``: a whole number of at least 1, written plainly or as 50e6."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 1 and value == int(value)):
+        raise SpecError(f"--max-env-steps must be a whole number of env steps, at least 1 (e.g. 50e6), got {text!r}")
+    return int(value)
+
+
+def _print_plan(config, out: Path, start, as_json: bool, validation=None, max_env_steps: int | None = None) -> None:
     import json
 
     from rich.console import Console
@@ -201,7 +216,7 @@ def _print_plan(config, out: Path, start, as_json: bool, validation=None) -> Non
     from hades.policy import format_arch
     from hades.runner import Distiller
 
-    plan = Distiller(config, out, start=start, validation=validation).plan()
+    plan = Distiller(config, out, start=start, validation=validation, max_env_steps=max_env_steps).plan()
     if as_json:
         print(json.dumps(plan, indent=1))
         return
@@ -217,8 +232,14 @@ def _print_plan(config, out: Path, start, as_json: bool, validation=None) -> Non
         f"per candidate\ninner polic{'ies' if config.extra_archs else 'y'} "
         f"{'; '.join(format_arch(arch) for arch in config.architectures)} ({plan['policy_parameters']:,} parameters), "
         f"{recipe.steps} steps\n{plan['env_steps_per_generation']:,} env steps per generation, "
-        f"{plan['env_steps_total']:,} for {config.num_generations} generations\n"
+        f"{plan['env_steps_total']:,} for {_describe_length(config, max_env_steps)}\n"
         f"{_describe_validation(validation)}{_describe_restarts(config)}fingerprint {plan['fingerprint']}; {out}{held}: would {actions[plan['action']]}", highlight=False, soft_wrap=True)
+
+
+def _describe_length(config, max_env_steps: int | None) -> str:
+    if max_env_steps is None:
+        return f"{config.num_generations} generations"
+    return f"at most {config.num_generations} generations, stopping at --max-env-steps {max_env_steps:,}"
 
 
 def _describe_restarts(config) -> str:
@@ -258,7 +279,8 @@ _FLAG_HINTS = {OutputInUseError: "pass --resume to continue it or pick another -
 
 
 def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_seeds: int, final_protocol=None,
-         start=None, start_source: str | None = None, validation=None, as_json: bool = False) -> None:
+         start=None, start_source: str | None = None, validation=None, as_json: bool = False,
+         max_env_steps: int | None = None) -> None:
     import time
 
     from rich.console import Console
@@ -288,11 +310,11 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
                           f"{config.population_size} on {len(jax.devices())} {jax.default_backend()} device(s){hosts} -> {out}",
                           soft_wrap=True)
             bar.start()
-            task = bar.add_task("distill", total=config.num_generations, stats="compiling")
+            task = bar.add_task("distill", total=progress.total, stats="compiling")
         stats = f"mean {progress.mean:.1f} best {progress.best:.1f}" if progress.generation else "compiling"
         if progress.validation is not None:
             stats += f" validated {progress.validation:.1f}"
-        bar.update(task, completed=progress.generation, stats=stats)
+        bar.update(task, completed=progress.generation, total=progress.total, stats=stats)
         if not console.is_terminal and progress.generation:
             console.print(f"gen {progress.generation}/{progress.total} {stats} "
                           f"({time.perf_counter() - started:.0f} s)", highlight=False, soft_wrap=True)
@@ -320,7 +342,8 @@ def _run(config, out: Path, resume: bool, checkpoint_every: int, devices, final_
     try:
         result = distill(config, out, resume=resume, checkpoint_every=checkpoint_every, num_devices=devices,
                          final_seeds=final_seeds, final_protocol=final_protocol, start=start, start_source=start_source,
-                         validation=validation, on_progress=on_progress if lead else None, on_stage=on_stage)
+                         validation=validation, on_progress=on_progress if lead else None, on_stage=on_stage,
+                         max_env_steps=max_env_steps)
     except tuple(_FLAG_HINTS) as exc:
         raise type(exc)(f"{exc}; {_FLAG_HINTS[type(exc)]}") from None
     finally:

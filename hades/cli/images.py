@@ -17,6 +17,7 @@ from hades.errors import SpecError
 
 # Options that only mean something with an environment.
 _ENV_ONLY = {"eval_envs": "--eval-envs", "eval_steps": "--eval-steps", "backend": "--backend",
+             "max_env_steps": "--max-env-steps",
              "coordinator": "--coordinator", "num_processes": "--num-processes", "process_id": "--process-id"}
 # Options whose value goes to the config under another name.
 _FIELDS = {"method": "method", "strategy": "strategy", "generations": "num_generations", "inits": "num_inits",
