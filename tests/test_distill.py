@@ -222,6 +222,8 @@ def test_an_env_step_budget_stops_the_run_and_a_resumed_run_goes_on_as_if_never_
     assert [p.total for p in progress] == [7, 7, 7] and [p.generation for p in progress] == [0, 4, 7]
     assert dataset.info["method"]["max_env_steps"] == budget and dataset.info["method"]["generations"] == 7
     assert _without_timing(stopped.history) == _without_timing(full.history[:7])
+    stopped.write_outputs(dataset, pictures=False)
+    assert f"- max_env_steps: {budget}" in (out / "README.md").read_text(encoding="utf-8")
     assert Distiller(config, out, LEARN_CHUNK, max_env_steps=budget).plan()["action"] == "finish"
     assert Distiller(config, out, LEARN_CHUNK, max_env_steps=budget + per_generation).plan()["action"] == "resume"
     again = Distiller(config, out, LEARN_CHUNK, num_devices=1, max_env_steps=budget)
