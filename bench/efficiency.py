@@ -104,10 +104,6 @@ class Plan:
     keep_best: bool
 
 
-class _MarkReached(Exception):
-    """A run's chunk reached the env-step mark before the generations planned for it."""
-
-
 def parse_steps(text: str) -> int:
     return int(float(text))
 
@@ -202,46 +198,39 @@ class Run:
         return replace(config, population_size=size).env_steps_per_generation
 
     def advance(self, mark: int):
-        """Run until the search has spent ``mark`` env steps; returns the Distiller that stopped there."""
+        """Run until the search has spent ``mark`` env steps; returns the Distiller that stopped there and its dataset.
+
+        The Distiller's env-step budget stops it at the first generation that reaches the mark, also when a
+        restart grew the population after the generations were planned (restarts only make them dearer, so
+        the plan is an upper bound)."""
         from hades.errors import SettingsMismatchError
         from hades.runner import Distiller
 
-        while True:
-            generations, steps, restarts = self.progress()
-            if steps >= mark and generations:
-                target = generations  # reached (a restart can overshoot): finish where the checkpoint is
-            else:
-                target = generations + math.ceil((mark - steps) / self.steps_per_generation(restarts))
-            config = replace(self.plan.config, num_generations=target)
-            distiller = Distiller(config, self.out, self.checkpoint_every, self.num_devices,
-                                  validation=self.plan.validation)
-            start = time.perf_counter()
+        generations, steps, restarts = self.progress()
+        running = steps < mark  # else the checkpoint is there already (an earlier version could overshoot)
+        target = generations + max(0, math.ceil((mark - steps) / self.steps_per_generation(restarts)))
+        config = replace(self.plan.config, num_generations=target)
+        distiller = Distiller(config, self.out, self.checkpoint_every, self.num_devices,
+                              validation=self.plan.validation, max_env_steps=mark)
+        start = time.perf_counter()
 
-            def count_wall(progress=None):
-                """Add the wall time since the last count (at each checkpointed chunk, so an interruption loses
-                only the chunk it cut short, which is counted again when it is redone); stop at the chunk
-                that reaches the mark (a restart grows the population, so the planned generations would
-                overshoot it)."""
-                nonlocal start
-                if target > generations:
-                    now = time.perf_counter()
-                    self.results["wall_seconds"] += now - start
-                    start = now
-                    self._save()
-                if (progress is not None and generations < progress.generation < target
-                        and distiller.history[-1]["env_steps"] >= mark):
-                    raise _MarkReached  # the chunk is in the checkpoint: the next round finishes there
+        def count_wall(progress=None):
+            """Add the wall time since the last count, at each checkpointed chunk: an interruption loses only
+            the chunk it cut short, which is counted again when it is redone."""
+            nonlocal start
+            if running:
+                now = time.perf_counter()
+                self.results["wall_seconds"] += now - start
+                start = now
+                self._save()
 
-            try:
-                dataset = distiller.run(resume=generations > 0, on_progress=count_wall)
-            except _MarkReached:
-                continue
-            except SettingsMismatchError as exc:
-                raise SystemExit(f"error: {exc}: recipe {self.plan.name!r} changed since {self.root} was made; "
-                                 "delete that folder or give the recipe another name") from None
-            count_wall()
-            if distiller.history[-1]["env_steps"] >= mark:
-                return distiller, dataset
+        try:
+            dataset = distiller.run(resume=generations > 0, on_progress=count_wall)
+        except SettingsMismatchError as exc:
+            raise SystemExit(f"error: {exc}: recipe {self.plan.name!r} changed since {self.root} was made; "
+                             "delete that folder or give the recipe another name") from None
+        count_wall()
+        return distiller, dataset
 
     def score(self, dataset, seeds: int, protocol):
         """The returns of ``seeds`` fresh inits (seeds 0, 1, ...) trained on ``dataset`` with the recipe's first
