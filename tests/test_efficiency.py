@@ -94,3 +94,33 @@ def test_a_run_that_restarts_stops_at_the_mark_instead_of_overshooting_it(tmp_pa
     # generation costs 800, so the mark falls at generation 3 (400 + 800 + 800), where the run stops.
     [row] = _rows(out)
     assert (int(row["generations"]), int(row["search_env_steps"]), int(row["restarts"])) == (3, 2000, 1)
+
+
+def _committed_comparisons() -> list[Path]:
+    return sorted(path.parent for path in (BENCH.parent / "efficiency").glob("*/efficiency.md"))
+
+
+def test_every_committed_comparison_table_is_its_results_and_the_readme_quotes_it():
+    """The tables in the README are what ``--report`` prints from the committed results, not typed in."""
+    _bench()  # puts bench/ on the path for its report module
+    import efficiency_report
+
+    readme = (BENCH.parents[1] / "README.md").read_text(encoding="utf-8")
+    comparisons = _committed_comparisons()
+    assert comparisons
+    for out in comparisons:
+        text = (out / "efficiency.md").read_text(encoding="utf-8").strip()
+        head, _, *lines = text.splitlines()
+        columns = [cell.strip() for cell in head.strip("|").split("|")]
+        marks = [int(float(cell[:-1]) * (1e6 if cell.endswith("M") else 1e3)) for cell in columns[1:-2]]
+        paper = float(columns[-1].split(" of ")[1])
+        names = [line.strip("|").split("|")[0].strip() for line in lines]
+        seeds = sorted({int(path.name[4:]) for path in out.glob("*/seed*") if path.is_dir()})
+        rows = efficiency_report.collect(out, names, seeds)
+        assert rows, out
+        assert efficiency_report.table(rows, names, marks, paper) == text, out
+        with open(out / "efficiency.csv", newline="") as handle:
+            recorded = list(csv.DictReader(handle))
+        assert [(row["recipe"], int(row["seed"]), int(row["mark"])) for row in recorded] == [
+            (row["recipe"], row["seed"], row["mark"]) for row in rows], out
+        assert text in readme, f"the README does not quote {out.name}'s table as --report printed it"
