@@ -23,6 +23,18 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ or "HADES_TEST_XLA_CACHE" in os
 REFERENCE_DIR = Path(os.environ.get("HADES_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
 
 
+def _idx_dir(name: str) -> Path:
+    """Where the image loader looks for a packaged IDX set (its variable, else the Debian folder)."""
+    from hades.imagesets import IDX_DIRS
+
+    variable, default = IDX_DIRS[name]
+    return Path(os.environ.get(variable, default))
+
+
+# Fashion-MNIST comes from the Debian package dataset-fashion-mnist; its tests skip without it.
+FASHION_DIR = _idx_dir("fashion-mnist")
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     """The reference folder; tests that need it are skipped where it is absent."""

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import FASHION_DIR, run_cli
 
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 def tiny_digits_config(**overrides):

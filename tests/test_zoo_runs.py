@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import FASHION_DIR, run_cli
 
 from hades.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, read_history
 
 pytestmark = pytest.mark.zoo
 ZOO = Path(__file__).parents[1] / "bench" / "zoo-runs"
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _zoo_run_commands() -> list[tuple[str, list[str]]]:
